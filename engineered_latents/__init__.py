@@ -1,0 +1,27 @@
+"""engineered_latents: how CLIP ties words to image regions, via NCut on patch x token affinities.
+
+A notebook needs one import:
+
+    import engineered_latents as el
+    run = el.compute_cuts(el.SliceSpec("demo", start=0, count=8), el.CutSpec(mode="scalar"))
+    run.word_level_scores(0)   # [words, eigenvectors] of the first pair
+    el.save(run, "out/demo")   # summary.json + cuts.npz
+"""
+
+__version__ = "0.1.0"
+
+from . import losses  # noqa: E402
+from .cache import Cache  # noqa: E402
+from .config import CutSpec, ModelSpec, Settings, SliceSpec  # noqa: E402
+from .cuts import CutResult, kway_labels, run_ncut  # noqa: E402
+from .data import Example, dataset_names, get_dataset  # noqa: E402
+from .errors import UserError  # noqa: E402
+from .models import DEFAULT_MODEL, load_model, resolve_model  # noqa: E402
+from .output import save, summary  # noqa: E402
+from .pipeline import CutsRun, compute_cuts  # noqa: E402
+
+__all__ = [
+    "Cache", "CutResult", "losses", "CutSpec", "CutsRun", "DEFAULT_MODEL", "Example", "ModelSpec",
+    "Settings", "SliceSpec", "UserError", "compute_cuts", "dataset_names", "get_dataset",
+    "kway_labels", "load_model", "resolve_model", "run_ncut", "save", "summary",
+]

@@ -1,0 +1,125 @@
+"""CLI: `python -m engineered_latents cuts ...` (see `--help`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from . import output
+from .cache import Cache
+from .config import CutSpec, ModelSpec, Settings, SliceSpec
+from .data import dataset_names
+from .errors import UserError
+from .models import DEFAULT_MODEL
+from .pipeline import CutsRun, compute_cuts
+
+
+def _cuts_parser(sub) -> None:
+    p = sub.add_parser("cuts", help="NCut a dataset slice; print a summary, write summary.json "
+                       "and cuts.npz", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", default=None,
+                   help=f"Hub id or local save_pretrained directory (default {DEFAULT_MODEL}, "
+                   "which falls back to demo weights when offline and not cached)")
+    p.add_argument("--dataset", default="demo", help=f"one of: {', '.join(dataset_names())}")
+    p.add_argument("--data-path", help="local copy of the dataset laid out like its Hub repo")
+    p.add_argument("--start", type=int, default=0, help="first example index")
+    p.add_argument("--count", type=int, default=8, help="number of examples")
+    p.add_argument("--indices", type=int, nargs="+", help="explicit example indices "
+                   "(instead of --start/--count)")
+    p.add_argument("--max-count", type=int, help="most examples per run (default EL_MAX_COUNT "
+                   "or 64)")
+    p.add_argument("--crossed-pairs", action="store_true", help="Winoground-style examples: also "
+                   "pair image_0 with caption_1 and image_1 with caption_0")
+    p.add_argument("--mode", choices=["scalar", "joint"], default="scalar",
+                   help="scalar: every patch x token affinity is a node (the original method); "
+                   "joint: every patch and token embedding is a node")
+    p.add_argument("--n-eig", type=int, default=20, help="number of eigenvectors")
+    p.add_argument("--clusters", type=int, default=6, help="k for k-way clusters (<= n-eig)")
+    p.add_argument("--sharpness", type=float, help="ncut-pytorch A_degree: lower is sharper "
+                   "(default: its median-distance bandwidth)")
+    p.add_argument("--seed", type=int, default=0, help="seed for NCut's sampling")
+    p.add_argument("--similarity", choices=["cosine", "dot"], default="cosine",
+                   help="patch x token affinity: cosine, or raw dot product as the original")
+    p.add_argument("--include-special", action="store_true",
+                   help="make the CLS patch and the start/end tokens graph nodes")
+    p.add_argument("--no-patch-norm", action="store_true", help="skip the vision post_layernorm "
+                   "before projecting patches (as the original research code did)")
+    p.add_argument("--layer", type=int, help="hidden-state index for patch and token states "
+                   "(0 = embeddings, -2 = second to last; default: last layer)")
+    p.add_argument("--no-center", action="store_true", help="joint mode: do not centre and "
+                   "normalize each modality (the first eigenvector then splits image from text)")
+    p.add_argument("--device", help="cpu, cuda or mps (default: best available)")
+    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"],
+                   help="encoder dtype (default float16 on CUDA, float32 elsewhere)")
+    p.add_argument("--cache-dir", help="cache directory (default EL_CACHE_DIR or ./cache)")
+    p.add_argument("--out", help="output directory (default out/<dataset>-<start>-<count>)")
+
+
+def _specs(args) -> tuple[SliceSpec, CutSpec, ModelSpec]:
+    slice_spec = SliceSpec(args.dataset, args.start, args.count,
+                           tuple(args.indices) if args.indices else None, args.data_path,
+                           args.crossed_pairs)
+    cut_spec = CutSpec(args.mode, args.n_eig, args.seed, args.similarity, args.include_special,
+                       not args.no_center, args.clusters, args.sharpness)
+    model_spec = ModelSpec(args.model, args.device, args.dtype, args.layer,
+                           not args.no_patch_norm)
+    return slice_spec, cut_spec, model_spec
+
+
+def _progress(stage: str, fraction: float) -> None:
+    print(f"[{fraction:4.0%}] {stage}", file=sys.stderr, flush=True)
+
+
+def _print_run(run: CutsRun, out_dir) -> None:
+    s = output.summary(run)
+    prov = run.provenance
+    weights = "DEMO WEIGHTS (random: every number below is meaningless)" if run.demo_weights \
+        else f"real weights {prov['weights']}"
+    print(f"model       {run.model.name}: {weights}")
+    print(f"device      {prov['device']}, encoders in {prov['dtype']}")
+    print(f"slice       {run.slice.dataset}: {len({p.example for p in run.pairs})} examples, "
+          f"{s['n_pairs']} pairs, mode {s['mode']}, {s['n_nodes']} nodes, n_eig {s['n_eig']}")
+    print("eigenvalues " + " ".join(f"{v:.3f}" for v in s["eigenvalues"]))
+    print("top words   (eigenvector 0 is trivial and not shown)")
+    for eig, words in s["top_words"].items():
+        print(f"  eig {eig:>2}  + {', '.join(words['high'])}  |  - {', '.join(words['low'])}")
+    print(f"clusters    k={s['clusters']['k']} sizes {s['clusters']['sizes']}")
+    print("timings     " + ", ".join(f"{k} {v}s" for k, v in run.timings.items() if v is not None))
+    print("cache       " + ", ".join(f"{k} {v}" for k, v in run.cache.items()))
+    for warning in run.warnings:
+        print(f"WARNING     {warning}")
+    print(f"wrote       {out_dir}/summary.json, {out_dir}/cuts.npz")
+
+
+def cmd_cuts(args) -> int:
+    settings = Settings.from_env()
+    if args.max_count:
+        settings = Settings(settings.cache_dir, settings.cache_size_gb, args.max_count)
+    cache = Cache(args.cache_dir or settings.cache_dir)
+    slice_spec, cut_spec, model_spec = _specs(args)
+    run = compute_cuts(slice_spec, cut_spec, model_spec, cache, _progress, settings)
+    out_dir = args.out or f"out/{args.dataset}-{args.start}-{args.count}"
+    output.save(run, out_dir)
+    _print_run(run, out_dir)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engineered_latents", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _cuts_parser(sub)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return {"cuts": cmd_cuts}[args.command](args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

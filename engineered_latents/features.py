@@ -1,0 +1,190 @@
+"""Batched CLIP encoders, each unique image and caption encoded once, cached per item.
+
+Per-patch embeddings: vision hidden state -> `post_layernorm` (default; `patch_norm=False` skips
+it, as the original research code did) -> `visual_projection`. Per-token embeddings: text hidden
+state (after the final layer norm) -> `text_projection`. Pooled embeddings are L2-normalized.
+All outputs are float32 numpy, whatever dtype the encoders ran in; padding never becomes data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .cache import Cache, cache_key
+from .models import LoadedModel, dtype_name
+
+log = logging.getLogger(__name__)
+
+PREPROCESSING_VERSION = 1  # bump when image preparation or tokenization changes results
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    layer: int | None = None  # hidden-state index (0 = embeddings); None = last layer
+    patch_norm: bool = True  # apply the vision post_layernorm to patch states
+
+
+@dataclass
+class ImageFeatures:
+    patches: np.ndarray  # [1 + patches, D] projected; row 0 is the CLS token
+    pooled: np.ndarray  # [D] L2-normalized
+
+
+@dataclass
+class TextFeatures:
+    caption: str
+    ids: np.ndarray  # [T] token ids, start and end tokens included, no padding
+    pieces: list[str]  # [T] decoded BPE pieces ("red</w>")
+    offsets: list[tuple[int, int]]  # [T] character span of each piece in the caption
+    tokens: np.ndarray  # [T, D] projected token embeddings
+    pooled: np.ndarray  # [D] L2-normalized
+    truncated: bool = False
+
+
+def image_digest(image: Image.Image) -> str:
+    """A content hash of an image: the same pixels give the same key wherever they come from."""
+    digest = hashlib.sha1(f"{image.mode}{image.size}".encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()
+
+
+def _feature_key(kind: str, lm: LoadedModel, settings: EncodeSettings, item: str) -> str:
+    return cache_key(kind, {
+        "weights": lm.resolved.weights_id, "dtype": dtype_name(lm.dtype),
+        "layer": settings.layer, "patch_norm": settings.patch_norm,
+        "prep": PREPROCESSING_VERSION, "item": item,
+    })
+
+
+def _cached_batches(
+    keys: list[str], items: list, encode: Callable[[list], list], cache: Cache | None,
+    batch_size: int,
+) -> tuple[list, int]:
+    """Values for `keys`: cache hits, then the unique misses encoded in batches. (values, hits)."""
+    found: dict[str, object] = {}
+    for key in dict.fromkeys(keys):
+        value = cache.get(key) if cache is not None else None
+        if value is not None:
+            found[key] = value
+    hits = len(found)
+    missing = [(k, it) for k, it in dict(zip(keys, items)).items() if k not in found]
+    for start in range(0, len(missing), batch_size):
+        chunk = missing[start : start + batch_size]
+        for (key, _), value in zip(chunk, encode([it for _, it in chunk])):
+            found[key] = value
+            if cache is not None:
+                cache.set(key, value)
+    return [found[k] for k in keys], hits
+
+
+def encode_images(
+    lm: LoadedModel, images: Sequence[Image.Image], settings: EncodeSettings = EncodeSettings(),
+    cache: Cache | None = None, batch_size: int = 32,
+) -> tuple[list[ImageFeatures], int]:
+    """Features of each image (duplicates encoded once) and how many came from the cache."""
+    keys = [_feature_key("img", lm, settings, image_digest(im)) for im in images]
+    return _cached_batches(
+        keys, list(images), lambda batch: _image_forward(lm, batch, settings), cache, batch_size
+    )
+
+
+def encode_texts(
+    lm: LoadedModel, captions: Sequence[str], settings: EncodeSettings = EncodeSettings(),
+    cache: Cache | None = None, batch_size: int = 64,
+) -> tuple[list[TextFeatures], int]:
+    """Features of each caption (duplicates encoded once) and how many came from the cache."""
+    keys = [_feature_key("txt", lm, settings, c) for c in captions]
+    return _cached_batches(
+        keys, list(captions), lambda batch: _text_forward(lm, batch, settings), cache, batch_size
+    )
+
+
+def _hidden(output, layer: int | None) -> torch.Tensor:
+    return output.last_hidden_state if layer is None else output.hidden_states[layer]
+
+
+@torch.inference_mode()
+def _image_forward(
+    lm: LoadedModel, images: list[Image.Image], settings: EncodeSettings
+) -> list[ImageFeatures]:
+    pixels = lm.processor(images=[im.convert("RGB") for im in images], return_tensors="pt")
+    pixels = pixels["pixel_values"].to(lm.device, lm.dtype)  # [B, 3, H, W]
+    vision = lm.model.vision_model
+    out = vision(pixel_values=pixels, output_hidden_states=settings.layer is not None)
+    states = _hidden(out, settings.layer)  # [B, 1 + patches, hidden]
+    if settings.patch_norm:
+        states = vision.post_layernorm(states)
+    patches = lm.model.visual_projection(states).float()  # [B, 1 + patches, D]
+    pooled = _normalize(lm.model.visual_projection(out.pooler_output).float())  # [B, D]
+    return [ImageFeatures(p.cpu().numpy(), q.cpu().numpy()) for p, q in zip(patches, pooled)]
+
+
+@torch.inference_mode()
+def _text_forward(
+    lm: LoadedModel, captions: list[str], settings: EncodeSettings
+) -> list[TextFeatures]:
+    tok = lm.tokenizer
+    enc = tok(captions, padding=True, truncation=True, max_length=tok.model_max_length,
+              return_tensors="pt", return_offsets_mapping=True)
+    text = lm.model.text_model
+    out = text(input_ids=enc["input_ids"].to(lm.device),
+               attention_mask=enc["attention_mask"].to(lm.device),
+               output_hidden_states=settings.layer is not None)
+    states = out.last_hidden_state if settings.layer is None else text.final_layer_norm(
+        out.hidden_states[settings.layer])  # [B, T, hidden]
+    tokens = lm.model.text_projection(states).float()  # [B, T, D]
+    pooled = _normalize(lm.model.text_projection(out.pooler_output).float())  # [B, D]
+    result = []
+    for i, caption in enumerate(captions):
+        n = int(enc["attention_mask"][i].sum())
+        ids = enc["input_ids"][i, :n].numpy()
+        truncated = _is_truncated(tok, caption)
+        if truncated:
+            log.warning("Caption truncated to %d tokens: %r", tok.model_max_length, caption[:80])
+        result.append(TextFeatures(
+            caption, ids, tok.convert_ids_to_tokens(ids.tolist()),
+            [tuple(o) for o in enc["offset_mapping"][i, :n].tolist()],
+            tokens[i, :n].cpu().numpy(), pooled[i].cpu().numpy(), truncated,
+        ))
+    return result
+
+
+def _is_truncated(tokenizer, caption: str) -> bool:
+    return len(tokenizer(caption, truncation=False)["input_ids"]) > tokenizer.model_max_length
+
+
+def _normalize(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(x, dim=-1)
+
+
+def whole_words(text: TextFeatures, first: int, last: int) -> list[tuple[str, list[int]]]:
+    """Group token positions first..last-1 into whole words: (the word's text, its positions).
+
+    A word ends at a piece ending in "</w>" (CLIP's end-of-word mark); its text is the caption's
+    own characters, so non-Latin words split into byte-level pieces show as they were written.
+    """
+    words, current = [], []
+    for pos in range(first, last):
+        piece = text.pieces[pos]
+        if piece.startswith("<|") and current:  # a special token is a word of its own
+            words.append(_word(text, current))
+            current = []
+        current.append(pos)
+        if piece.endswith("</w>") or piece.startswith("<|") or pos == last - 1:
+            words.append(_word(text, current))
+            current = []
+    return words
+
+
+def _word(text: TextFeatures, positions: list[int]) -> tuple[str, list[int]]:
+    start, end = text.offsets[positions[0]][0], text.offsets[positions[-1]][1]
+    label = text.caption[start:end] or text.pieces[positions[0]].removesuffix("</w>")
+    return label, positions
+

@@ -1,0 +1,322 @@
+"""Load a CLIP: a Hub id or a local `save_pretrained` directory, with an offline fallback.
+
+`resolve_model` decides *which weights* a name means (cheaply, without loading them) and gives
+them an identity for cache keys: `<hub id>@<commit sha>`, `local:<fingerprint>` or `demo-seed-N`.
+`load_model` loads them once per process and device.
+
+Offline fallback: when the default model is neither in the local Hugging Face cache nor
+downloadable, the ViT-B/32 architecture with seeded random weights is used ("demo weights") with
+the real CLIP tokenizer built from the BPE vocabulary under `assets/`. Results say so everywhere.
+A model the user named explicitly never falls back silently: it is an error.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "openai/clip-vit-base-patch32"
+DEMO_SEED = 0
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+BPE_VOCAB = ASSETS / "clip_bpe" / "bpe_simple_vocab_16e6.txt.gz"
+DEMO_WARNING = (
+    "DEMO WEIGHTS: the real model could not be loaded (no network and not in the local cache), "
+    "so a randomly initialised ViT-B/32 is used. Every number and heatmap is meaningless."
+)
+_HUB_FILES = ["*.json", "*.safetensors", "*.txt"]
+_LOAD_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Which weights a model name means, known before they are loaded."""
+
+    name: str  # what the user asked for
+    weights_id: str  # identity for cache keys
+    path: str | None  # local directory to load from; None for demo weights
+    demo_weights: bool = False
+    warning: str = ""
+
+
+@dataclass
+class LoadedModel:
+    resolved: ResolvedModel
+    model: torch.nn.Module  # transformers CLIPModel, eval mode
+    tokenizer: object  # CLIPTokenizer (fast)
+    processor: object  # CLIPImageProcessorPil
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def patch_grid(self) -> tuple[int, int]:
+        """Patches per side of the vision tower's grid (7x7 for B/32 at 224 px), from the config."""
+        vc = self.model.config.vision_config
+        side = vc.image_size // vc.patch_size
+        return side, side
+
+
+# ----------------------------------------------------------------------------- devices
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """`requested` if given ("cpu", "cuda", "cuda:1", "mps"), else CUDA, else MPS, else CPU."""
+    if requested and requested != "auto":
+        try:
+            device = torch.device(requested)
+        except RuntimeError as e:
+            raise UserError(f"Unknown device {requested!r}: use cpu, cuda or mps.") from e
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise UserError("--device cuda was asked for, but no CUDA GPU is available here.")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise UserError("--device mps was asked for, but MPS is not available here.")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def pick_dtype(requested: str | None, device: torch.device) -> torch.dtype:
+    """Encoder dtype: `requested` ("float32", "float16", "bfloat16"), else fp16 on CUDA, fp32 else.
+
+    Similarities and NCut input are always float32, whatever the encoders run in.
+    """
+    if requested and requested != "auto":
+        if requested not in _DTYPES:
+            raise UserError(f"Unknown dtype {requested!r}: use one of {', '.join(_DTYPES)}.")
+        return _DTYPES[requested]
+    return torch.float16 if device.type == "cuda" else torch.float32
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+# ----------------------------------------------------------------------------- resolving
+
+
+def resolve_model(name: str | None = None) -> ResolvedModel:
+    """Which weights `name` (a Hub id or a local directory) means, downloading them if needed.
+
+    `None` means the default model, which falls back to demo weights when it is unavailable; a
+    model named explicitly (even the default's id) that cannot be had is a `UserError`.
+    """
+    if name is None or not name.strip():
+        return _resolve_hub(DEFAULT_MODEL, fallback=True)
+    name = name.strip()
+    local = Path(name).expanduser()
+    if local.is_dir():
+        return _resolve_local(local, name)
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise UserError(f"Model directory {name!r} does not exist.")
+    return _resolve_hub(name, fallback=False)
+
+
+def _resolve_local(path: Path, name: str) -> ResolvedModel:
+    config = path / "config.json"
+    if not config.is_file():
+        raise UserError(
+            f"{name!r} is not a model directory (no config.json): give a folder written by "
+            "CLIPModel.save_pretrained, or a Hub id."
+        )
+    _check_is_clip(config, name)
+    return ResolvedModel(name, f"local:{fingerprint_dir(path)}", str(path.resolve()))
+
+
+def _check_is_clip(config: Path, name: str) -> None:
+    import json
+
+    try:
+        model_type = json.loads(config.read_text()).get("model_type")
+    except (OSError, ValueError) as e:
+        raise UserError(f"{name!r} has an unreadable config.json: {e}") from e
+    if model_type != "clip":
+        raise UserError(
+            f"{name!r} is a {model_type!r} model, not a CLIP model: give a transformers CLIP "
+            "checkpoint (e.g. openai/clip-vit-base-patch32)."
+        )
+
+
+def fingerprint_dir(path: Path, full_hash_below: int = 64 << 20) -> str:
+    """A content fingerprint of a model directory: small files hashed whole, large ones sampled."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        stat = file.stat()
+        digest.update(f"{file.relative_to(path)}:{stat.st_size}".encode())
+        with file.open("rb") as fh:
+            if stat.st_size <= full_hash_below:
+                digest.update(fh.read())
+            else:  # head, tail and mtime: cheap, and any rewrite changes the mtime
+                digest.update(fh.read(1 << 20))
+                fh.seek(-(1 << 20), os.SEEK_END)
+                digest.update(fh.read())
+                digest.update(str(stat.st_mtime_ns).encode())
+    return digest.hexdigest()[:16]
+
+
+def _resolve_hub(repo_id: str, fallback: bool) -> ResolvedModel:
+    from huggingface_hub import snapshot_download
+
+    cached = _cached_snapshot(repo_id)
+    if cached is not None:
+        return _hub_resolved(repo_id, cached)
+    if hub_offline():
+        reason = "there is no network and it is not in the local Hugging Face cache"
+        return _unavailable(repo_id, reason, fallback)
+    try:
+        path = snapshot_download(repo_id, allow_patterns=_HUB_FILES)
+    except Exception as e:  # noqa: BLE001 - every Hub failure gets a message below
+        return _unavailable(repo_id, _hub_error_reason(e), fallback)
+    return _hub_resolved(repo_id, path)
+
+
+def _cached_snapshot(repo_id: str) -> str | None:
+    from huggingface_hub import snapshot_download
+
+    try:
+        path = snapshot_download(repo_id, allow_patterns=_HUB_FILES, local_files_only=True)
+    except Exception:  # noqa: BLE001 - "not cached" comes in several exception types
+        return None
+    return path if (Path(path) / "config.json").is_file() else None
+
+
+def _hub_resolved(repo_id: str, path: str) -> ResolvedModel:
+    _check_is_clip(Path(path) / "config.json", repo_id)
+    return ResolvedModel(repo_id, f"{repo_id}@{Path(path).name}", path)
+
+
+def _hub_error_reason(error: Exception) -> str:
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    if isinstance(error, GatedRepoError):
+        return "it is gated: accept its terms on its Hub page and set HF_TOKEN"
+    if isinstance(error, RepositoryNotFoundError):
+        return "no such model on the Hugging Face Hub (check the id, or set HF_TOKEN if private)"
+    return f"the download failed ({type(error).__name__}: {str(error).splitlines()[0][:200]})"
+
+
+def _unavailable(repo_id: str, reason: str, fallback: bool) -> ResolvedModel:
+    if fallback:
+        log.warning("%s (%s: %s)", DEMO_WARNING, repo_id, reason)
+        return demo_resolved()
+    raise UserError(f"Cannot load model {repo_id!r}: {reason}.")
+
+
+def demo_resolved(seed: int = DEMO_SEED) -> ResolvedModel:
+    return ResolvedModel(DEFAULT_MODEL, f"demo-seed-{seed}", None, True, DEMO_WARNING)
+
+
+def hub_offline(timeout: float = 2.0) -> bool:
+    """True when HF_HUB_OFFLINE is set or the Hub's host cannot be reached within `timeout` s."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
+        return True
+    return not _hub_reachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co"), timeout)
+
+
+@lru_cache(maxsize=4)
+def _hub_reachable(endpoint: str, timeout: float) -> bool:
+    url = urlparse(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+@lru_cache(maxsize=1)
+def clip_tokenizer_from_vocab():
+    """OpenAI's CLIP tokenizer built from the shipped BPE vocabulary (49,408 entries)."""
+    from transformers import CLIPTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    lines = gzip.open(BPE_VOCAB).read().decode("utf-8").split("\n")
+    merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
+    byte_symbols = list(bytes_to_unicode().values())
+    vocab = byte_symbols + [s + "</w>" for s in byte_symbols] + ["".join(m) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    return CLIPTokenizer(
+        vocab={v: i for i, v in enumerate(vocab)}, merges=merges, model_max_length=77
+    )
+
+
+def _image_processor(path: str | None):
+    from transformers import CLIPImageProcessorPil
+
+    if path and (Path(path) / "preprocessor_config.json").is_file():
+        return CLIPImageProcessorPil.from_pretrained(path)
+    return CLIPImageProcessorPil()  # OpenAI's preprocessing: 224 px, bicubic, centre crop
+
+
+def _tokenizer(path: str | None, max_length: int):
+    from transformers import CLIPTokenizer
+
+    tokenizer = None
+    if path and any((Path(path) / f).is_file() for f in ("tokenizer.json", "vocab.json")):
+        tokenizer = CLIPTokenizer.from_pretrained(path)
+    if tokenizer is None:
+        tokenizer = clip_tokenizer_from_vocab()
+    tokenizer.model_max_length = max_length  # else truncation does nothing and 78+ tokens crash
+    return tokenizer
+
+
+def _demo_model(seed: int):
+    from transformers import CLIPConfig, CLIPModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return CLIPModel(CLIPConfig())
+
+
+def load_model(
+    resolved: ResolvedModel | str | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+) -> LoadedModel:
+    """Load (once per process) the weights `resolved` names onto a device, in eval mode."""
+    if not isinstance(resolved, ResolvedModel):
+        resolved = resolve_model(resolved)
+    dev = pick_device(device)
+    dt = pick_dtype(dtype, dev)
+    with _LOAD_LOCK:
+        return _load_cached(resolved, str(dev), dtype_name(dt))
+
+
+@lru_cache(maxsize=2)
+def _load_cached(resolved: ResolvedModel, device: str, dtype: str) -> LoadedModel:
+    from transformers import CLIPModel
+
+    if resolved.demo_weights:
+        model = _demo_model(int(resolved.weights_id.rsplit("-", 1)[1]))
+    else:
+        try:
+            model = CLIPModel.from_pretrained(resolved.path)
+        except (OSError, ValueError) as e:
+            raise UserError(f"Cannot load model {resolved.name!r}: {e}") from e
+    model = model.to(device=device, dtype=_DTYPES[dtype]).eval()
+    max_length = model.config.text_config.max_position_embeddings
+    return LoadedModel(
+        resolved, model, _tokenizer(resolved.path, max_length), _image_processor(resolved.path),
+        torch.device(device), _DTYPES[dtype],
+    )

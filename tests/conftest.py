@@ -1,0 +1,50 @@
+"""Shared fixtures: no network, a throwaway cache, and tiny CLIP models saved to disk."""
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # tests never touch the network
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def save_tiny_clip(path, image_size=224, patch_size=32, seed=0):
+    """A 2-layer CLIP with the real tokenizer, saved like a Hub checkpoint (save_pretrained)."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
+
+    from engineered_latents.models import clip_tokenizer_from_vocab
+
+    small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                 num_attention_heads=2)
+    config = CLIPConfig(
+        text_config=dict(small, vocab_size=49408, max_position_embeddings=77),
+        vision_config=dict(small, image_size=image_size, patch_size=patch_size),
+        projection_dim=16,
+    )
+    torch.manual_seed(seed)
+    CLIPModel(config).save_pretrained(path)
+    clip_tokenizer_from_vocab().save_pretrained(path)
+    CLIPImageProcessorPil(size={"shortest_edge": image_size},
+                          crop_size={"height": image_size, "width": image_size}
+                          ).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory):
+    """A tiny CLIP on B/32's grid: 224 px, 32 px patches -> 7 x 7."""
+    return save_tiny_clip(tmp_path_factory.mktemp("tiny_clip"))
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_small_grid(tmp_path_factory):
+    """A tiny CLIP with another grid: 64 px, 16 px patches -> 4 x 4."""
+    return save_tiny_clip(tmp_path_factory.mktemp("tiny_clip_64"), image_size=64, patch_size=16,
+                          seed=1)
