@@ -39,6 +39,8 @@ def _cuts_parser(sub) -> None:
     p.add_argument("--sharpness", type=float, help="ncut-pytorch A_degree: lower is sharper "
                    "(default: its median-distance bandwidth)")
     p.add_argument("--seed", type=int, default=0, help="seed for NCut's sampling")
+    p.add_argument("--rgb", type=int, nargs=3, default=[1, 2, 3], metavar="EIG",
+                   help="three eigenvectors shown as the RGB view")
     p.add_argument("--similarity", choices=["cosine", "dot"], default="cosine",
                    help="patch x token affinity: cosine, or raw dot product as the original")
     p.add_argument("--include-special", action="store_true",
@@ -61,7 +63,7 @@ def _specs(args) -> tuple[SliceSpec, CutSpec, ModelSpec]:
                            tuple(args.indices) if args.indices else None, args.data_path,
                            args.crossed_pairs)
     cut_spec = CutSpec(args.mode, args.n_eig, args.seed, args.similarity, args.include_special,
-                       not args.no_center, args.clusters, args.sharpness)
+                       not args.no_center, args.clusters, args.sharpness, tuple(args.rgb))
     model_spec = ModelSpec(args.model, args.device, args.dtype, args.layer,
                            not args.no_patch_norm)
     return slice_spec, cut_spec, model_spec

@@ -153,6 +153,11 @@ def _check_cut_spec(spec: CutSpec) -> None:
         raise UserError(f"Unknown mode {spec.mode!r}: use one of {', '.join(MODES)}.")
     if spec.n_eig < 2:
         raise UserError(f"n_eig is {spec.n_eig}: ask for at least 2 eigenvectors (default 20).")
+    if len(spec.rgb) != 3 or not all(0 <= c < spec.n_eig for c in spec.rgb):
+        raise UserError(
+            f"RGB eigenvectors {list(spec.rgb)}: give three indices between 0 and n_eig - 1 "
+            f"({spec.n_eig - 1})."
+        )
     if spec.clusters > spec.n_eig:
         raise UserError(
             f"{spec.clusters} clusters need at least as many eigenvectors, but n_eig is "
