@@ -107,14 +107,126 @@ def cmd_cuts(args) -> int:
     return 0
 
 
+def _bench_parser(sub) -> None:
+    from .benchmarks import BENCHMARKS
+
+    p = sub.add_parser("bench", help="run a benchmark with live scores; print a table",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--benchmark", required=True,
+                   help=f"one of: {', '.join(BENCHMARKS)}, or all (every one but demo)")
+    p.add_argument("--limit", type=int, help="evaluate N examples: the first N (ImageNet: a "
+                   "seeded subset stratified over classes); references are then left blank")
+    p.add_argument("--model", default=None, help=f"Hub id or local directory (default "
+                   f"{DEFAULT_MODEL})")
+    p.add_argument("--device", help="cpu, cuda or mps (default: best available)")
+    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32",
+                   help="encoder dtype (fp16 creates ties that move the numbers)")
+    p.add_argument("--data-path", help="local copy of the benchmark's dataset (its Hub layout)")
+    p.add_argument("--data-root", help="folder with one local copy per Hub repository: "
+                   "winoground, whatsup_all, wds_mscoco_captions, wds_flickr30k, wds_imagenet1k")
+    p.add_argument("--batch-size", type=int, default=32, help="examples per batch")
+    p.add_argument("--cache-dir", help="cache directory (default EL_CACHE_DIR or ./cache)")
+    p.add_argument("--json", help="write the result(s) to this JSON file")
+
+
+def cmd_bench(args) -> int:
+    import json
+    from pathlib import Path
+
+    from . import benchmarks
+
+    names = [n for n in benchmarks.BENCHMARKS if n != "demo"] if args.benchmark == "all" \
+        else [args.benchmark]
+    cache = Cache(args.cache_dir or Settings.from_env().cache_dir)
+    model_spec = ModelSpec(args.model, args.device, args.dtype)
+    results, failed = [], []
+    for name in names:
+        data_path = args.data_path
+        if args.data_root and name in benchmarks.BENCHMARKS:
+            data_path = str(Path(args.data_root) / benchmarks.BENCHMARKS[name].hub_folder)
+        try:
+            result = _run_bench(name, model_spec, args.limit, data_path, cache, args.batch_size)
+        except UserError as e:
+            if len(names) == 1:
+                raise
+            print(f"error: {name}: {e}", file=sys.stderr)
+            failed.append(name)
+            continue
+        results.append(result)
+        print(bench_table(result))
+    if args.json:
+        payload = results[0].to_json() if len(names) == 1 else [r.to_json() for r in results]
+        Path(args.json).write_text(json.dumps(payload, indent=1))
+        print(f"wrote {args.json}")
+    return 1 if failed else 0
+
+
+def _run_bench(name, model_spec, limit, data_path, cache, batch_size):
+    from tqdm import tqdm
+
+    from .benchmarks import run_benchmark
+
+    bar = tqdm(desc=name, unit="ex", file=sys.stderr, dynamic_ncols=True)
+    for result in run_benchmark(name, model_spec, limit, data_path, cache, batch_size):
+        bar.total = result.total
+        bar.update(result.n - bar.n)
+        bar.set_postfix({k: f"{v:.1f}" for k, v in list(result.metrics.items())[:3]})
+    bar.close()
+    return result
+
+
+def bench_table(result) -> str:
+    """The final table: metric, value, 95% interval, n, published reference, difference."""
+    demo = "  (DEMO WEIGHTS: meaningless)" if result.demo_weights else ""
+    cached = "  (from cache)" if result.from_cache else ""
+    lines = [f"{result.benchmark}: {result.model}{demo}{cached}",
+             f"{'metric':<16}{'value':>8}  {'95% CI':<16}{'n':>7}{'reference':>11}{'diff':>8}"]
+    for name, value in result.metrics.items():
+        lo, hi = result.ci95.get(name, [float("nan")] * 2)
+        ref = result.reference.get(name)
+        ref_text = f"{ref:>11.2f}{value - ref:>+8.2f}" if ref is not None else f"{'':>11}{'':>8}"
+        lines.append(f"{name:<16}{value:>8.2f}  [{lo:6.2f}, {hi:6.2f}]{result.n:>7}{ref_text}")
+    for note in result.notes:
+        lines.append("note: " + "; ".join(f"{k}: {v}" for k, v in note.items()))
+    return "\n".join(lines)
+
+
+def _history_parser(sub) -> None:
+    p = sub.add_parser("history", help="list earlier cuts and bench runs")
+    p.add_argument("--cache-dir", help="cache directory (default EL_CACHE_DIR or ./cache)")
+    p.add_argument("--last", type=int, default=20, help="show the last N runs")
+
+
+def cmd_history(args) -> int:
+    from . import history
+
+    runs = history.read(args.cache_dir or Settings.from_env().cache_dir)
+    if not runs:
+        print("no runs recorded yet")
+    for run in runs[-args.last:]:
+        demo = " DEMO" if run.get("demo_weights") else ""
+        if run.get("kind") == "bench":
+            numbers = ", ".join(f"{k} {v}" for k, v in run.get("metrics", {}).items())
+            what = f"bench {run.get('benchmark')} n={run.get('n')}: {numbers}"
+        else:
+            s = run.get("parameters", {}).get("slice", {})
+            what = (f"cuts {s.get('dataset')} start={s.get('start')} count={s.get('count')} "
+                    f"nodes={run.get('n_nodes')} ({run.get('cache')})")
+        print(f"{run.get('time')}  {run.get('model')}{demo}  {what}  [{run.get('code')}]")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engineered_latents", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _cuts_parser(sub)
+    _bench_parser(sub)
+    _history_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        return {"cuts": cmd_cuts}[args.command](args)
+        commands = {"cuts": cmd_cuts, "bench": cmd_bench, "history": cmd_history}
+        return commands[args.command](args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

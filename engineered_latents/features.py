@@ -188,3 +188,26 @@ def _word(text: TextFeatures, positions: list[int]) -> tuple[str, list[int]]:
     label = text.caption[start:end] or text.pieces[positions[0]].removesuffix("</w>")
     return label, positions
 
+
+
+@torch.inference_mode()
+def pooled_image_embeddings(lm: LoadedModel, images: Sequence[Image.Image]) -> np.ndarray:
+    """[n, D] L2-normalized image embeddings (the benchmark path: no per-patch states kept)."""
+    if not images:
+        return np.zeros((0, lm.model.config.projection_dim), np.float32)
+    pixels = lm.processor(images=[im.convert("RGB") for im in images], return_tensors="pt")
+    out = lm.model.vision_model(pixel_values=pixels["pixel_values"].to(lm.device, lm.dtype))
+    return _normalize(lm.model.visual_projection(out.pooler_output).float()).cpu().numpy()
+
+
+@torch.inference_mode()
+def pooled_text_embeddings(lm: LoadedModel, captions: Sequence[str]) -> np.ndarray:
+    """[n, D] L2-normalized caption embeddings (truncated to the model's 77 tokens)."""
+    if not captions:
+        return np.zeros((0, lm.model.config.projection_dim), np.float32)
+    tok = lm.tokenizer
+    enc = tok(list(captions), padding=True, truncation=True, max_length=tok.model_max_length,
+              return_tensors="pt")
+    out = lm.model.text_model(input_ids=enc["input_ids"].to(lm.device),
+                              attention_mask=enc["attention_mask"].to(lm.device))
+    return _normalize(lm.model.text_projection(out.pooler_output).float()).cpu().numpy()

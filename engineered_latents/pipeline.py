@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from . import __version__
+from . import __version__, history
 from .affinity import pair_affinities
 from .cache import Cache, cache_key
 from .config import CutSpec, ModelSpec, Settings, SliceSpec
@@ -137,15 +137,28 @@ def compute_cuts(
                        "computed_in": run.timings.get("total")}
         run.cache = {"cuts": "hit"}
         report("done (from cache)", 1.0)
-        return run
-    run = _compute(model, model_spec, dataset, indices, slice_spec, cut_spec, cache, report,
-                   timings)
-    run.timings["total"] = round(time.perf_counter() - started, 4)
-    if cache.warning:
-        run.warnings.append(cache.warning)
-    cache.set(key, run)
-    report("done", 1.0)
+    else:
+        run = _compute(model, model_spec, dataset, indices, slice_spec, cut_spec, cache, report,
+                       timings)
+        run.timings["total"] = round(time.perf_counter() - started, 4)
+        if cache.warning:
+            run.warnings.append(cache.warning)
+        cache.set(key, run)
+        report("done", 1.0)
+    _record(cache, run, model_spec)
     return run
+
+
+def _record(cache: Cache, run: CutsRun, model_spec: ModelSpec) -> None:
+    history.append(cache.directory, {
+        "kind": "cuts", "model": run.model.name, "weights": run.model.weights_id,
+        "demo_weights": run.demo_weights,
+        "parameters": {"slice": asdict(run.slice), "cut": asdict(run.cut),
+                       "model": asdict(model_spec)},
+        "n_pairs": len(run.pairs), "n_nodes": int(run.result.eigvec.shape[0]),
+        "eigenvalues": [round(float(v), 4) for v in run.result.eigval[:6]],
+        "seconds": run.timings.get("total"), "cache": run.cache.get("cuts"),
+    })
 
 
 def _check_cut_spec(spec: CutSpec) -> None:
@@ -263,17 +276,21 @@ def _pair_info(meta, text, span) -> PairInfo:
     )
 
 
-def _provenance(model: ResolvedModel, lm, cut_spec: CutSpec, dataset) -> dict:
+def provenance_versions() -> dict:
+    """Versions of what computed a result: torch, transformers, ncut-pytorch, this package."""
     from importlib.metadata import version
 
-    import ncut_pytorch  # noqa: F401 - version lookup below
     import torch
     import transformers
 
+    return {"torch": torch.__version__, "transformers": transformers.__version__,
+            "ncut-pytorch": version("ncut-pytorch"), "engineered_latents": __version__}
+
+
+def _provenance(model: ResolvedModel, lm, cut_spec: CutSpec, dataset) -> dict:
     return {
         "weights": model.weights_id, "demo_weights": model.demo_weights,
         "dtype": dtype_name(lm.dtype), "device": str(lm.device), "seed": cut_spec.seed,
         "dataset": dataset.name, "split": dataset.split, "data_identity": dataset.identity(),
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                     "ncut-pytorch": version("ncut-pytorch"), "engineered_latents": __version__},
+        "versions": provenance_versions(),
     }

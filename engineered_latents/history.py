@@ -1,0 +1,52 @@
+"""Run history (the research code's experiment tracking): one JSON line per cuts or bench run,
+kept in the cache directory as `history.jsonl`; `python -m engineered_latents history` lists it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import time
+from functools import lru_cache
+from pathlib import Path
+
+from . import __version__
+
+log = logging.getLogger(__name__)
+FILE = "history.jsonl"
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """This package's version, with the git commit when run from a checkout."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, timeout=5,
+                             capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{__version__}+{sha}" if sha else __version__
+
+
+def append(cache_dir: str, record: dict) -> None:
+    """Add one run to the history; a history that cannot be written only logs a warning."""
+    entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "code": code_version(), **record}
+    try:
+        with (Path(cache_dir) / FILE).open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry, default=str) + "\n")
+    except OSError as e:
+        log.warning("Could not append to the run history in %s: %s", cache_dir, e)
+
+
+def read(cache_dir: str) -> list[dict]:
+    """All recorded runs, oldest first (unreadable lines are skipped)."""
+    path = Path(cache_dir) / FILE
+    if not path.is_file():
+        return []
+    runs = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            runs.append(json.loads(line))
+        except ValueError:
+            continue
+    return runs
