@@ -216,16 +216,52 @@ def cmd_history(args) -> int:
     return 0
 
 
+def _perf_parser(sub) -> None:
+    p = sub.add_parser("perf", help="measure where the time of a cut goes (ratios, one run)")
+    p.add_argument("--device", help="cpu or cuda (default: best available)")
+    p.add_argument("--pairs", default="16,64,256", help="comma-separated slice sizes in pairs")
+    p.add_argument("--repeats", type=int, default=3, help="repeats per measurement (median)")
+    p.add_argument("--json", help="write the measurements to this JSON file")
+
+
+def cmd_perf(args) -> int:
+    import subprocess
+    import time
+
+    from . import perf
+
+    try:
+        pairs = [int(p) for p in args.pairs.split(",") if p.strip()]
+    except ValueError as e:
+        raise UserError(f"--pairs {args.pairs!r}: give sizes like 16,64,256.") from e
+    if not pairs or min(pairs) < 2:
+        raise UserError("--pairs needs sizes of at least 2 pairs.")
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import engineered_latents.pipeline, transformers"],
+                   check=True)
+    import_s = time.perf_counter() - start
+    report = perf.measure(pairs, args.device, args.repeats,
+                          lambda msg: print(msg, file=sys.stderr, flush=True))
+    report["import_s"] = round(import_s, 2)
+    print(perf.table(report))
+    if args.json:
+        perf.write_json(report, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engineered_latents", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _cuts_parser(sub)
     _bench_parser(sub)
     _history_parser(sub)
+    _perf_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        commands = {"cuts": cmd_cuts, "bench": cmd_bench, "history": cmd_history}
+        commands = {"cuts": cmd_cuts, "bench": cmd_bench, "history": cmd_history,
+                    "perf": cmd_perf}
         return commands[args.command](args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

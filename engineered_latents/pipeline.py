@@ -204,6 +204,26 @@ def _compute(model, model_spec, dataset, indices, slice_spec, cut_spec, cache, r
         report("loading model", 0.15)
         lm = load_model(model, model_spec.device, model_spec.dtype)
     settings = EncodeSettings(model_spec.layer, model_spec.patch_norm)
+    result, pairs, info = cut_examples(examples, lm, cut_spec, settings, cache, report, timings,
+                                       _ncut_device(model_spec))
+    warnings = [model.warning] if model.warning else []
+    warnings += [f"Caption truncated to {lm.tokenizer.model_max_length} tokens: {p.caption!r}"
+                 for p in pairs if p.truncated]
+    return CutsRun(model, slice_spec, cut_spec, result, pairs,
+                   _provenance(model, lm, cut_spec, dataset), timings, info, warnings)
+
+
+def cut_examples(
+    examples: list[Example], lm, cut_spec: CutSpec = CutSpec(),
+    settings: EncodeSettings = EncodeSettings(), cache: Cache | None = None,
+    report: Progress | None = None, timings: dict | None = None, ncut_device: str = "cpu",
+) -> tuple[CutResult, list[PairInfo], dict]:
+    """Encode (each unique image and caption once), build affinities and cut the slice graph.
+
+    Returns the result, what each pair is, and which embeddings came from the cache.
+    """
+    report = report or (lambda stage, fraction: None)
+    timings = timings if timings is not None else {}
     images, captions, pair_items, pair_meta = _unique_items(examples)
     with _timed(timings, "encode_images"):
         report("encoding images", 0.3)
@@ -212,18 +232,12 @@ def _compute(model, model_spec, dataset, indices, slice_spec, cut_spec, cache, r
         report("encoding captions", 0.5)
         txt_feats, txt_hits = encode_texts(lm, captions, settings, cache)
     report("affinities and NCut", 0.65)
-    result, spans = _cut(cut_spec, img_feats, txt_feats, pair_items, timings,
-                         _ncut_device(model_spec))
+    result, spans = _cut(cut_spec, img_feats, txt_feats, pair_items, timings, ncut_device)
     pairs = [_pair_info(meta, txt_feats[c], spans[p])
              for p, (meta, (_, c)) in enumerate(zip(pair_meta, pair_items))]
-    warnings = [model.warning] if model.warning else []
-    warnings += [f"Caption truncated to {lm.tokenizer.model_max_length} tokens: {t.caption!r}"
-                 for t in txt_feats if t.truncated]
-    provenance = _provenance(model, lm, cut_spec, dataset)
-    cache_info = {"cuts": "miss", "image_embeddings_cached": f"{img_hits}/{len(images)}",
-                  "caption_embeddings_cached": f"{txt_hits}/{len(captions)}"}
-    return CutsRun(model, slice_spec, cut_spec, result, pairs, provenance, timings, cache_info,
-                   warnings)
+    info = {"cuts": "miss", "image_embeddings_cached": f"{img_hits}/{len(images)}",
+            "caption_embeddings_cached": f"{txt_hits}/{len(captions)}"}
+    return result, pairs, info
 
 
 def _unique_items(examples: list[Example]):

@@ -1,0 +1,227 @@
+"""The performance command: where the time of a cut goes, measured as ratios in one run.
+
+On the ViT-B/32 architecture with random weights (speed does not depend on the values) and
+synthetic Winoground-shaped examples (two images, two captions each), it times:
+- the floor: image preprocessing + tokenization + a bare batched forward pass;
+- the project's cuts pipeline, cold cache, scalar and joint, and its ratio to the floor;
+- the original research code's approach (one pair at a time, zero padding, scalar NCut) and the
+  project's speed-up over it;
+- a cache hit, NCut alone per mode, benchmark extraction throughput, peak memory.
+Medians over repeats; ratios are taken pair by pair within a repeat.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import random
+import resource
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from .cache import Cache
+from .config import CutSpec
+from .cuts import run_ncut
+from .data import Example
+from .features import EncodeSettings, pooled_image_embeddings, pooled_text_embeddings
+from .models import demo_resolved, load_model
+from .pipeline import cut_examples
+from .scenes import PALETTE, RELATIONS, SHAPES, caption_for, relation_scene
+
+BATCH = 32
+
+
+def synthetic_examples(n_pairs: int, seed: int = 0) -> list[Example]:
+    """Winoground-shaped examples: n_pairs // 2 examples of two scenes and two captions."""
+    rng = random.Random(seed)
+    examples = []
+    for index in range(max(1, n_pairs // 2)):
+        a = (rng.choice(list(PALETTE)), rng.choice(SHAPES))
+        b = (rng.choice([c for c in PALETTE if c != a[0]]), rng.choice(SHAPES))
+        relation = rng.choice(RELATIONS)
+        image_0, objs = relation_scene(a, b, relation, rng=rng)
+        image_1, _ = relation_scene(b, a, relation, rng=rng)
+        captions = (caption_for(objs[0], relation, objs[1]), caption_for(objs[1], relation,
+                                                                          objs[0]))
+        examples.append(Example(index, (image_0, image_1), captions, ((0, 0), (1, 1))))
+    return examples
+
+
+def _seconds(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+@torch.inference_mode()
+def floor(lm, examples: list[Example]) -> None:
+    """Preprocessing, tokenization and a bare batched forward pass of every image and caption."""
+    images = [im for ex in examples for im in ex.images]
+    captions = [c for ex in examples for c in ex.captions]
+    for start in range(0, len(images), BATCH):
+        pixels = lm.processor(images=images[start:start + BATCH], return_tensors="pt")
+        lm.model.vision_model(pixel_values=pixels["pixel_values"].to(lm.device, lm.dtype))
+    for start in range(0, len(captions), BATCH * 2):
+        enc = lm.tokenizer(captions[start:start + BATCH * 2], padding=True, return_tensors="pt")
+        lm.model.text_model(**{k: v.to(lm.device) for k, v in enc.items()})
+
+
+@torch.inference_mode()
+def original_approach(lm, examples: list[Example], n_eig: int = 20, device: str = "cpu"):
+    """The original research code: one pair at a time through the model, raw patch states
+    projected without the layer norm, dot products, zero padding to the longest caption, and
+    every scalar of the stack a node (padding included)."""
+    mats = []
+    for ex in examples:
+        for i, c in ex.pairs:
+            pixels = lm.processor(images=[ex.images[i]], return_tensors="pt")["pixel_values"]
+            patches = lm.model.visual_projection(
+                lm.model.vision_model(pixel_values=pixels.to(lm.device, lm.dtype))
+                .last_hidden_state)[0]
+            enc = lm.tokenizer([ex.captions[c]], return_tensors="pt")
+            tokens = lm.model.text_projection(lm.model.text_model(
+                **{k: v.to(lm.device) for k, v in enc.items()}).last_hidden_state)[0]
+            mats.append((patches @ tokens.T).float().cpu())
+    longest = max(m.shape[1] for m in mats)
+    stack = torch.stack([torch.nn.functional.pad(m, (0, longest - m.shape[1])) for m in mats])
+    return run_ncut(stack.reshape(-1, 1).numpy(), n_eig, seed=0, device=device)
+
+
+def _pipeline(lm, examples, mode: str, device: str) -> Callable[[], object]:
+    def run():
+        with tempfile.TemporaryDirectory() as tmp:
+            cache = Cache(tmp)
+            cut_examples(examples, lm, CutSpec(mode=mode), EncodeSettings(), cache,
+                         ncut_device=device)
+            cache.close()
+    return run
+
+
+def _ncut_alone(lm, examples, mode: str, device: str) -> dict:
+    """Nodes and seconds of the NCut stage alone (timed inside the pipeline)."""
+    timings: dict = {}
+    result, _, _ = cut_examples(examples, lm, CutSpec(mode=mode), EncodeSettings(), None,
+                                timings=timings, ncut_device=device)
+    n = int(result.eigvec.shape[0])
+    return {"nodes": n, "seconds": timings["ncut"], "nodes_per_s": round(n / timings["ncut"])}
+
+
+def _cache_hit_seconds(n_pairs: int, device: str | None) -> float:
+    """`compute_cuts` answered from the cache (model and data resolution, key, lookup), on the
+    demo slice with as many pairs as fit (it has 24 examples)."""
+    from .config import ModelSpec, SliceSpec
+    from .pipeline import compute_cuts
+
+    spec = (SliceSpec("demo", 0, min(24, max(1, n_pairs // 2))), CutSpec(),
+            ModelSpec(device=device))
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Cache(tmp)
+        compute_cuts(*spec, cache=cache)
+        seconds = statistics.median(
+            _seconds(lambda: compute_cuts(*spec, cache=cache)) for _ in range(3))
+        cache.close()
+    return seconds
+
+
+def _extraction(lm, examples) -> dict:
+    images = [im for ex in examples for im in ex.images]
+    captions = [c for ex in examples for c in ex.captions]
+    img_s = _seconds(lambda: [pooled_image_embeddings(lm, images[i:i + BATCH])
+                              for i in range(0, len(images), BATCH)])
+    txt_s = _seconds(lambda: [pooled_text_embeddings(lm, captions[i:i + BATCH * 2])
+                              for i in range(0, len(captions), BATCH * 2)])
+    return {"images_per_s": round(len(images) / img_s, 1),
+            "captions_per_s": round(len(captions) / txt_s, 1)}
+
+
+def measure(pairs: list[int], device: str | None = None, repeats: int = 3,
+            log: Callable[[str], None] = print) -> dict:
+    """Every measurement for each slice size; medians over `repeats`."""
+    lm = load_model(demo_resolved(), device, None)
+    ncut_device = "cuda" if lm.device.type == "cuda" else "cpu"
+    report = {"machine": machine(lm), "repeats": repeats, "sizes": []}
+    floor(lm, synthetic_examples(4))  # warm-up: first calls allocate
+    for n in pairs:
+        log(f"measuring {n} pairs ...")
+        report["sizes"].append(_measure_size(lm, synthetic_examples(n), repeats, ncut_device))
+    report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    if torch.cuda.is_available():
+        report["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
+    return report
+
+
+def _measure_size(lm, examples: list[Example], repeats: int, device: str) -> dict:
+    rows = {k: [] for k in ("floor", "scalar", "joint", "original")}
+    for _ in range(repeats):
+        rows["floor"].append(_seconds(lambda: floor(lm, examples)))
+        rows["scalar"].append(_seconds(_pipeline(lm, examples, "scalar", device)))
+        rows["joint"].append(_seconds(_pipeline(lm, examples, "joint", device)))
+        rows["original"].append(_seconds(lambda: original_approach(lm, examples, device=device)))
+    return _size_report(lm, examples, rows, device)
+
+
+def _size_report(lm, examples, rows: dict, device: str) -> dict:
+    def med(values):
+        return round(statistics.median(values), 4)
+
+    def ratio(a, b):
+        return round(statistics.median(x / y for x, y in zip(rows[a], rows[b])), 3)
+
+    return {
+        "pairs": len(examples) * 2,
+        "seconds": {k: med(v) for k, v in rows.items()},
+        "scalar_over_floor": ratio("scalar", "floor"),
+        "joint_over_floor": ratio("joint", "floor"),
+        "speedup_over_original": ratio("original", "scalar"),
+        "cache_hit_s": round(_cache_hit_seconds(len(examples) * 2, str(lm.device)), 4),
+        "ncut": {m: _ncut_alone(lm, examples, m, device) for m in ("scalar", "joint")},
+        "extraction": _extraction(lm, examples),
+        "floor_items_per_s": round(len(examples) * 4 / med(rows["floor"]), 1),
+    }
+
+
+def machine(lm) -> dict:
+    info = {"cpu": platform.processor() or platform.machine(), "cores": torch.get_num_threads(),
+            "device": str(lm.device), "dtype": str(lm.dtype).removeprefix("torch."),
+            "torch": torch.__version__, "python": platform.python_version()}
+    if lm.device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(lm.device)
+    return info
+
+
+def table(report: dict) -> str:
+    m = report["machine"]
+    lines = [f"machine: {m.get('gpu') or m['cpu']} ({m['cores']} threads), {m['device']}, "
+             f"{m['dtype']}; medians of {report['repeats']} repeats",
+             f"{'pairs':>6}{'floor s':>9}{'scalar s':>10}{'joint s':>9}{'orig s':>9}"
+             f"{'scal/floor':>11}{'joint/floor':>12}{'speed-up':>10}{'hit ms':>8}"]
+    for s in report["sizes"]:
+        sec = s["seconds"]
+        lines.append(f"{s['pairs']:>6}{sec['floor']:>9.2f}{sec['scalar']:>10.2f}"
+                     f"{sec['joint']:>9.2f}{sec['original']:>9.2f}{s['scalar_over_floor']:>11.2f}"
+                     f"{s['joint_over_floor']:>12.2f}{s['speedup_over_original']:>10.2f}"
+                     f"{s['cache_hit_s'] * 1000:>8.1f}")
+    for s in report["sizes"]:
+        nc = s["ncut"]
+        ex = s["extraction"]
+        lines.append(f"{s['pairs']} pairs: NCut scalar {nc['scalar']['nodes']} nodes "
+                     f"{nc['scalar']['seconds']:.2f}s ({nc['scalar']['nodes_per_s']}/s), joint "
+                     f"{nc['joint']['nodes']} nodes {nc['joint']['seconds']:.2f}s; extraction "
+                     f"{ex['images_per_s']} images/s, {ex['captions_per_s']} captions/s "
+                     f"(floor {s['floor_items_per_s']} items/s)")
+    lines.append(f"peak RSS {report['peak_rss_mb']} MB"
+                 + (f", GPU {report['peak_gpu_mb']} MB" if "peak_gpu_mb" in report else "")
+                 + f"; imports took {report.get('import_s', float('nan')):.2f}s")
+    return "\n".join(lines)
+
+
+def write_json(report: dict, path: str) -> None:
+    with open(path, "w") as fh:
+        json.dump(report, fh, indent=1, default=lambda x: np.asarray(x).tolist())

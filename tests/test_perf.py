@@ -1,0 +1,37 @@
+"""The performance command runs at its smallest size and writes its JSON (a benchmark, not a
+test of speed: nothing here asserts wall-clock time)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from engineered_latents.perf import synthetic_examples
+
+
+def test_synthetic_examples_are_winoground_shaped():
+    examples = synthetic_examples(8)
+    assert len(examples) == 4
+    for ex in examples:
+        assert len(ex.images) == 2 and len(ex.captions) == 2
+        assert sorted(ex.captions[0].split()) == sorted(ex.captions[1].split())
+
+
+@pytest.mark.slow
+def test_perf_command_completes_and_writes_json(tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root, "EL_CACHE_DIR": str(tmp_path / "cache")}
+    out = tmp_path / "perf.json"
+    run = subprocess.run([sys.executable, "-m", "engineered_latents", "perf", "--pairs", "2",
+                          "--repeats", "1", "--json", str(out)], capture_output=True, text=True,
+                         env=env, timeout=600, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(out.read_text())
+    size = report["sizes"][0]
+    assert size["pairs"] == 2
+    for key in ["scalar_over_floor", "joint_over_floor", "speedup_over_original", "cache_hit_s"]:
+        assert size[key] > 0
+    assert report["machine"]["device"] == "cpu" and report["peak_rss_mb"] > 0
+    assert "speed-up" in run.stdout
