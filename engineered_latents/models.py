@@ -303,10 +303,42 @@ def load_model(
         return _load_cached(resolved, str(dev), dtype_name(dt))
 
 
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free for a model on `device` (GPU memory, or the host's MemAvailable)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None  # unknown (not Linux): no pre-check
+
+
+def check_fits(resolved: ResolvedModel, device: torch.device, dtype: torch.dtype) -> None:
+    """Refuse a model whose weights would not fit: the OOM killer would take the server down."""
+    if resolved.path is None:
+        return
+    files = list(Path(resolved.path).glob("*.safetensors")) or list(
+        Path(resolved.path).glob("*.bin"))
+    stored = sum(f.stat().st_size for f in files)
+    # checkpoints are stored in float32 or float16; assume float32 (the larger estimate of params)
+    needed = stored // 4 * torch.finfo(dtype).bits // 8 * 2  # weights, plus as much for work
+    free = available_memory(device)
+    if free is not None and needed > free:
+        raise UserError(
+            f"Model {resolved.name!r} needs about {needed / 2**30:.1f} GB on {device} in "
+            f"{dtype_name(dtype)}, but only {free / 2**30:.1f} GB are free: pick a smaller model "
+            "or free memory."
+        )
+
+
 @lru_cache(maxsize=2)
 def _load_cached(resolved: ResolvedModel, device: str, dtype: str) -> LoadedModel:
     from transformers import CLIPModel
 
+    check_fits(resolved, torch.device(device), _DTYPES[dtype])
     if resolved.demo_weights:
         model = _demo_model(int(resolved.weights_id.rsplit("-", 1)[1]))
     else:

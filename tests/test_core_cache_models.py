@@ -114,3 +114,15 @@ def test_demo_results_are_never_served_for_real_weights(tiny_clip, tmp_path, mon
     second = el.compute_cuts(*spec, cache=cache)
     assert second.cache["cuts"] == "miss" and not second.demo_weights
     assert second.cache["image_embeddings_cached"] == "0/2"
+
+
+def test_a_model_too_big_for_free_memory_is_refused_before_loading(tiny_clip, monkeypatch):
+    import torch
+
+    from engineered_latents import models
+
+    resolved = resolve_model(tiny_clip)
+    models.check_fits(resolved, torch.device("cpu"), torch.float32)  # fits
+    monkeypatch.setattr(models, "available_memory", lambda device: 1000)
+    with pytest.raises(el.UserError, match="only 0.0 GB are free"):
+        models.check_fits(resolved, torch.device("cpu"), torch.float32)
