@@ -67,8 +67,10 @@ class Cache:
         return self._disk is not None
 
     def get(self, key: str, default: Any = None) -> Any:
-        if self._memory is not None:
-            return self._memory.get(key, default)
+        if self._memory is not None and key in self._memory:
+            return self._memory[key]
+        if self._disk is None:
+            return default
         try:
             return self._disk.get(key, default)
         except Exception as e:  # noqa: BLE001 - unpickling a damaged entry can raise anything
