@@ -29,6 +29,11 @@ def _cuts_parser(sub) -> None:
                    "(instead of --start/--count)")
     p.add_argument("--max-count", type=int, help="most examples per run (default EL_MAX_COUNT "
                    "or 64)")
+    p.add_argument("--all-captions", action="store_true", help="coco, flickr30k: one pair per "
+                   "caption of each image (default: the first caption only)")
+    p.add_argument("--captions", help="upload: the captions file (default: groups.json, "
+                   "captions.json, captions.csv or captions.txt in --data-path)")
+    p.add_argument("--info", action="store_true", help="list the datasets and exit")
     p.add_argument("--crossed-pairs", action="store_true", help="Winoground-style examples: also "
                    "pair image_0 with caption_1 and image_1 with caption_0")
     p.add_argument("--mode", choices=["scalar", "joint"], default="scalar",
@@ -61,7 +66,7 @@ def _cuts_parser(sub) -> None:
 def _specs(args) -> tuple[SliceSpec, CutSpec, ModelSpec]:
     slice_spec = SliceSpec(args.dataset, args.start, args.count,
                            tuple(args.indices) if args.indices else None, args.data_path,
-                           args.crossed_pairs)
+                           args.crossed_pairs, args.all_captions, args.captions)
     cut_spec = CutSpec(args.mode, args.n_eig, args.seed, args.similarity, args.include_special,
                        not args.no_center, args.clusters, args.sharpness, tuple(args.rgb))
     model_spec = ModelSpec(args.model, args.device, args.dtype, args.layer,
@@ -94,7 +99,20 @@ def _print_run(run: CutsRun, out_dir) -> None:
     print(f"wrote       {out_dir}/summary.json, {out_dir}/cuts.npz")
 
 
+def cmd_list(args) -> int:
+    from .data import describe_datasets
+
+    print(f"{'name':<18}{'size':>8}  {'gated':<6}{'hub id':<36}licence")
+    for d in describe_datasets():
+        size = d["size"] if d["size"] is not None else "?"
+        print(f"{d['name']:<18}{size!s:>8}  {'yes' if d['gated'] else 'no':<6}"
+              f"{d['hub_id'] or '-':<36}{d['licence']}")
+    return 0
+
+
 def cmd_cuts(args) -> int:
+    if args.info:
+        return cmd_list(args)
     settings = Settings.from_env()
     if args.max_count:
         settings = Settings(settings.cache_dir, settings.cache_size_gb, args.max_count)
@@ -254,13 +272,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engineered_latents", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _cuts_parser(sub)
+    sub.add_parser("list", help="list the datasets: sizes, licences, gating")
     _bench_parser(sub)
     _history_parser(sub)
     _perf_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        commands = {"cuts": cmd_cuts, "bench": cmd_bench, "history": cmd_history,
+        commands = {"cuts": cmd_cuts, "list": cmd_list, "bench": cmd_bench, "history": cmd_history,
                     "perf": cmd_perf}
         return commands[args.command](args)
     except UserError as e:

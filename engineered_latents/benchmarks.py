@@ -276,7 +276,7 @@ def run_benchmark(
     bench = BENCHMARKS[name]
     cache = cache if cache is not None else Cache()
     model = resolve_model(model_spec.name)
-    dataset = get_dataset(bench.dataset, data_path, **bench.options)
+    dataset = get_dataset(bench.dataset, data_path, cache=cache, **bench.options)
     indices = benchmark_indices(bench, dataset.size(), limit)
     dtype = dtype_name(pick_dtype(model_spec.dtype or "float32", pick_device(model_spec.device)))
     identity = {"weights": model.weights_id, "dtype": dtype, "prep": PREPROCESSING_VERSION,

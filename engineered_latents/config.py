@@ -23,6 +23,8 @@ class SliceSpec:
     indices: tuple[int, ...] | None = None  # explicit example indices instead of start/count
     data_path: str | None = None  # a local copy laid out like the dataset's Hub repository
     crossed_pairs: bool = False  # Winoground-style: also (image_0, caption_1), (image_1, caption_0)
+    all_captions: bool = False  # coco, flickr30k: one pair per caption, not the first only
+    captions_file: str | None = None  # upload: the captions file, if not a standard name
 
 
 @dataclass(frozen=True)

@@ -127,7 +127,7 @@ def compute_cuts(
     with _timed(timings, "resolve"):
         report("resolving model and data", 0.0)
         model = resolve_model(model_spec.name)
-        dataset = get_dataset(slice_spec.dataset, slice_spec.data_path)
+        dataset = open_dataset(slice_spec, cache)
         indices = resolve_indices(dataset.size(), slice_spec.start, slice_spec.count,
                                   slice_spec.indices, settings.max_count)
         key = _cuts_key(model, model_spec, dataset, indices, slice_spec, cut_spec)
@@ -159,6 +159,12 @@ def _record(cache: Cache, run: CutsRun, model_spec: ModelSpec) -> None:
         "eigenvalues": [round(float(v), 4) for v in run.result.eigval[:6]],
         "seconds": run.timings.get("total"), "cache": run.cache.get("cuts"),
     })
+
+
+def open_dataset(spec: SliceSpec, cache: Cache | None = None):
+    """The adapter of a slice's dataset, with the slice's options and the run's cache."""
+    return get_dataset(spec.dataset, spec.data_path, cache=cache,
+                       all_captions=spec.all_captions or None, captions=spec.captions_file)
 
 
 def _check_cut_spec(spec: CutSpec) -> None:
@@ -198,6 +204,9 @@ def _compute(model, model_spec, dataset, indices, slice_spec, cut_spec, cache, r
     with _timed(timings, "load_data"):
         report("loading images", 0.05)
         examples = dataset.load(indices)
+        if not examples:
+            raise UserError(f"None of the {len(indices)} examples could be read: "
+                            + "; ".join(getattr(dataset, "warnings", [])))
         if slice_spec.crossed_pairs:
             examples = [ex.crossed() for ex in examples]
     with _timed(timings, "load_model"):
@@ -207,6 +216,7 @@ def _compute(model, model_spec, dataset, indices, slice_spec, cut_spec, cache, r
     result, pairs, info = cut_examples(examples, lm, cut_spec, settings, cache, report, timings,
                                        _ncut_device(model_spec))
     warnings = [model.warning] if model.warning else []
+    warnings += list(getattr(dataset, "warnings", []))
     warnings += [f"Caption truncated to {lm.tokenizer.model_max_length} tokens: {p.caption!r}"
                  for p in pairs if p.truncated]
     return CutsRun(model, slice_spec, cut_spec, result, pairs,
