@@ -119,6 +119,9 @@ class CutResult:
     pair_items: list[tuple[int, int]]  # per pair: (unique image, unique caption)
     n_patches: int  # 1 + patches per image (row 0 CLS)
     n_tokens: list[int]  # per unique caption, tokens including start/end
+    # the slice's projected embeddings (float16), for analyses that need no model (landscapes)
+    patch_embeddings: list[np.ndarray] | None = None  # per unique image [1 + patches, D]
+    token_embeddings: list[np.ndarray] | None = None  # per unique caption [T, D]
 
     @property
     def n_eig(self) -> int:

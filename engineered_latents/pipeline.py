@@ -285,7 +285,9 @@ def _cut(spec: CutSpec, img_feats, txt_feats, pair_items, timings, device):
         eigvec, eigval = run_ncut(features, spec.n_eig, spec.seed, spec.sharpness, device)
         labels = kway_labels(eigvec, min(spec.clusters, eigvec.shape[1]))
     result = CutResult(spec.mode, eigvec, eigval, labels, index, pair_items,
-                       img_feats[0].patches.shape[0], [len(t.ids) for t in txt_feats])
+                       img_feats[0].patches.shape[0], [len(t.ids) for t in txt_feats],
+                       [f.patches.astype(np.float16) for f in img_feats],
+                       [t.tokens.astype(np.float16) for t in txt_feats])
     return result, aff.token_span
 
 
