@@ -1,0 +1,263 @@
+"""Plotly figure builders: arrays in, `go.Figure` out, no computation.
+
+Every text that comes from data (captions, tokens, words, model names) goes through `esc`:
+plotly renders a subset of HTML (`<b>`, `<br>`, `<a href>`, ...) in titles, tick labels, hover
+text and annotations, so a caption like "<b>x</b>" must show as typed, not in bold.
+
+Categorical axes are never used for tokens or words: plotly merges equal category labels (a
+caption with "a" twice would lose a column), so rows and columns are integer positions with
+escaped `ticktext`.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+DIVERGING = "RdBu_r"  # signed values (eigenvectors), centred at 0
+SEQUENTIAL = "Viridis"  # affinities
+_MARGIN = dict(l=10, r=10, t=48, b=10)
+_FONT = dict(size=11)
+
+
+def esc(text: object) -> str:
+    """`text` as plotly shows it literally: `&`, `<` and `>` escaped."""
+    return html.escape(str(text), quote=False)
+
+
+def _title(title: str | Sequence[str]) -> str:
+    lines = [title] if isinstance(title, str) else list(title)
+    return "<br>".join(esc(line) for line in lines)
+
+
+def _base(fig: go.Figure, title: str | Sequence[str], height: int) -> go.Figure:
+    """Common layout; `title` is plain text (escaped here), a list of strings for several lines."""
+    fig.update_layout(
+        title=dict(text=_title(title), font=dict(size=13), x=0.01, xanchor="left"),
+        height=height, margin=_MARGIN, font=_FONT, template="plotly_white",
+    )
+    return fig
+
+
+def message_figure(text: str | Sequence[str], height: int = 320) -> go.Figure:
+    """An empty figure that says why there is nothing to show (yet)."""
+    fig = go.Figure()
+    fig.add_annotation(text=_title(text), x=0.5, y=0.5, xref="paper", yref="paper",
+                       showarrow=False, font=dict(size=13, color="#666"))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _base(fig, "", height)
+
+
+def heatmap(
+    z: np.ndarray,  # [rows, cols]
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    title: str | Sequence[str],
+    *,
+    row_name: str = "row",
+    col_name: str = "column",
+    value_name: str = "value",
+    colorscale: str = SEQUENTIAL,
+    zmid: float | None = None,
+    row_tick_every: int = 1,
+    height: int | None = None,
+) -> go.Figure:
+    """A heatmap with escaped labels on both axes and (row, column, value) in the hover."""
+    z = np.asarray(z, dtype=np.float64)
+    n_rows, n_cols = z.shape
+    if len(row_labels) != n_rows or len(col_labels) != n_cols:
+        raise ValueError(
+            f"labels {len(row_labels)} x {len(col_labels)} do not match values {z.shape}"
+        )
+    rows = [esc(r) for r in row_labels]
+    cols = [esc(c) for c in col_labels]
+    custom = np.empty((n_rows, n_cols, 2), dtype=object)
+    custom[..., 0] = np.array(rows, dtype=object)[:, None]
+    custom[..., 1] = np.array(cols, dtype=object)[None, :]
+    trace = go.Heatmap(
+        z=z, x=np.arange(n_cols), y=np.arange(n_rows), customdata=custom,
+        colorscale=colorscale, zmid=zmid, hoverongaps=False, colorbar=dict(thickness=12),
+        hovertemplate=(f"{esc(row_name)}: %{{customdata[0]}}<br>{esc(col_name)}: "
+                       f"%{{customdata[1]}}<br>{esc(value_name)}: %{{z:.4f}}<extra></extra>"),
+    )
+    fig = go.Figure(trace)
+    shown_rows = list(range(0, n_rows, max(1, row_tick_every)))
+    fig.update_xaxes(tickmode="array", tickvals=list(range(n_cols)), ticktext=cols,
+                     tickangle=-45 if n_cols > 8 else 0, showgrid=False)
+    fig.update_yaxes(tickmode="array", tickvals=shown_rows, ticktext=[rows[i] for i in shown_rows],
+                     autorange="reversed", showgrid=False)
+    return _base(fig, title, height or min(720, max(260, 90 + 18 * n_rows)))
+
+
+def affinity_heatmap(
+    values: np.ndarray,  # [patches, tokens]
+    patch_labels: Sequence[str],
+    tokens: Sequence[str],
+    title: str | Sequence[str],
+) -> go.Figure:
+    """The raw patch x token affinities of one pair (rows patches, columns the caption's tokens)."""
+    every = max(1, int(np.ceil(len(patch_labels) / 16)))
+    return heatmap(values, patch_labels, tokens, title, row_name="patch", col_name="token",
+                   value_name="affinity", colorscale=SEQUENTIAL, row_tick_every=every,
+                   height=460)
+
+
+def word_heatmap(
+    scores: np.ndarray,  # [words, eigenvectors]
+    words: Sequence[str],
+    eigenvectors: Sequence[int],
+    title: str | Sequence[str],
+    row_name: str = "word",
+) -> go.Figure:
+    """Word scores: rows the caption's words (or BPE pieces), columns eigenvector numbers."""
+    return heatmap(scores, words, [str(e) for e in eigenvectors], title, row_name=row_name,
+                   col_name="eigenvector", value_name="score", colorscale=DIVERGING, zmid=0.0,
+                   height=min(720, max(380, 120 + 18 * len(words))))
+
+
+def _data_uri(image: np.ndarray) -> str:
+    """An RGB array as an inline JPEG: a fraction of the size of plotly's `z` (which the JSON
+    encoder inflates further by escaping every "/" of the base64)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buffer, "JPEG", quality=90)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _categorical_scale(n: int) -> list:
+    palette = qualitative.Plotly + qualitative.D3
+    scale = []
+    for i in range(n):
+        colour = palette[i % len(palette)]
+        scale += [[i / n, colour], [(i + 1) / n, colour]]
+    return scale
+
+
+def patch_overlay(
+    image: np.ndarray,  # [H, W, 3] uint8, the model's centre crop
+    grid: np.ndarray,  # [rows, cols] one value per patch (NaN: not shown)
+    title: str | Sequence[str],
+    value_name: str = "value",
+    *,
+    colorscale: str = DIVERGING,
+    zmid: float | None = 0.0,
+    categories: int | None = None,
+    opacity: float = 0.55,
+) -> go.Figure:
+    """The image with one value per patch drawn over it; `categories` for integer labels."""
+    image = np.asarray(image)
+    grid = np.asarray(grid, dtype=np.float64)
+    height, width = image.shape[:2]
+    rows, cols = grid.shape
+    ch, cw = height / rows, width / cols
+    custom = np.array([[f"row {r}, col {c} (patch {1 + r * cols + c})" for c in range(cols)]
+                       for r in range(rows)], dtype=object)
+    fig = go.Figure(go.Image(source=_data_uri(image), hoverinfo="skip"))
+    heat = dict(
+        z=grid, x0=cw / 2 - 0.5, dx=cw, y0=ch / 2 - 0.5, dy=ch, opacity=opacity,
+        customdata=custom, hoverongaps=False, colorbar=dict(thickness=12),
+        hovertemplate=f"%{{customdata}}<br>{esc(value_name)}: %{{z:.4f}}<extra></extra>",
+    )
+    if categories:
+        heat.update(colorscale=_categorical_scale(categories), zmin=-0.5, zmax=categories - 0.5,
+                    colorbar=dict(thickness=12, tickvals=list(range(categories))),
+                    hovertemplate=(f"%{{customdata}}<br>{esc(value_name)}: %{{z:.0f}}"
+                                   "<extra></extra>"))
+    else:
+        heat.update(colorscale=colorscale, zmid=zmid)
+    fig.add_trace(go.Heatmap(**heat))
+    fig.update_xaxes(visible=False, range=[-0.5, width - 0.5])
+    fig.update_yaxes(visible=False, range=[height - 0.5, -0.5], scaleanchor="x")
+    return _base(fig, title, 420)
+
+
+def rgb_view(
+    patch_rgb: np.ndarray,  # [rows, cols, 3] in [0, 1]
+    words: Sequence[str],
+    word_rgb: np.ndarray,  # [words, 3] in [0, 1]
+    title: str | Sequence[str],
+) -> go.Figure:
+    """Three eigenvectors as RGB: the patch grid above, the caption's words as swatches below."""
+    patch_rgb = np.asarray(patch_rgb, dtype=np.float64)
+    word_rgb = np.asarray(word_rgb, dtype=np.float64)
+    if len(words) != len(word_rgb):
+        raise ValueError(f"{len(words)} words but {len(word_rgb)} colours")
+    fig = make_subplots(rows=2, cols=1, row_heights=[0.8, 0.2], vertical_spacing=0.04)
+    fig.add_trace(go.Image(
+        z=np.round(patch_rgb * 255).astype(np.uint8),
+        hovertemplate="patch row %{y}, col %{x}<br>rgb %{z}<extra></extra>",
+    ), row=1, col=1)
+    labels = [esc(w) for w in words]
+    colours = [f"rgb({r * 255:.0f},{g * 255:.0f},{b * 255:.0f})" for r, g, b in word_rgb]
+    fig.add_trace(go.Scatter(
+        x=np.arange(len(words)), y=np.zeros(len(words)), mode="markers+text", text=labels,
+        textposition="bottom center", customdata=colours,
+        marker=dict(size=20, symbol="square", color=colours, line=dict(width=1, color="#444")),
+        hovertemplate="%{text}<br>%{customdata}<extra></extra>", showlegend=False,
+    ), row=2, col=1)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_yaxes(scaleanchor="x", row=1, col=1)
+    fig.update_yaxes(range=[-1.2, 0.6], row=2, col=1)
+    fig.update_xaxes(range=[-0.7, max(len(words), 1) - 0.3], row=2, col=1)
+    return _base(fig, title, 420)
+
+
+def eigen_spectrum(
+    eigval: np.ndarray,  # [k] descending
+    gaps: np.ndarray,  # [k - 1]: eigval[i] - eigval[i + 1]
+    marked: Sequence[int],  # gap positions i to mark (between eigenvectors i and i + 1)
+    title: str | Sequence[str],
+) -> go.Figure:
+    """Eigenvalues as bars (eigenvector 0, the trivial one, in grey), eigengaps as a line."""
+    eigval = np.asarray(eigval, dtype=np.float64)
+    gaps = np.asarray(gaps, dtype=np.float64)
+    k = len(eigval)
+    colours = ["#bbbbbb"] + ["#1f77b4"] * (k - 1)
+    fig = go.Figure(go.Bar(
+        x=np.arange(k), y=eigval, marker_color=colours, name="eigenvalue",
+        hovertemplate="eigenvector %{x}<br>eigenvalue %{y:.5f}<extra></extra>",
+    ))
+    fig.add_trace(go.Scatter(
+        x=np.arange(len(gaps)) + 0.5, y=gaps, mode="lines+markers", name="eigengap",
+        line=dict(color="#ff7f0e"),
+        hovertemplate="gap %{x:.1f}<br>%{y:.5f}<extra></extra>",
+    ))
+    for rank, i in enumerate(marked):
+        fig.add_vline(x=i + 0.5, line=dict(color="#d62728", dash="dash", width=1))
+        fig.add_annotation(x=i + 0.5, y=1 - 0.08 * rank, yref="paper", showarrow=False,
+                           xanchor="left", yanchor="top", text=f"gap after {i}",
+                           font=dict(color="#d62728", size=10))
+    fig.update_xaxes(title_text="eigenvector", dtick=1 if k <= 30 else 5)
+    fig.update_yaxes(title_text="eigenvalue")
+    fig.update_layout(legend=dict(orientation="h", y=-0.25, x=0))
+    return _base(fig, title, 340)
+
+
+def cluster_bars(
+    sizes: Sequence[int],
+    details: Sequence[Sequence[str]],  # per cluster: lines for the hover (example words...)
+    title: str | Sequence[str],
+) -> go.Figure:
+    """k-way cluster sizes (nodes), with each cluster's example words in the hover."""
+    k = len(sizes)
+    if len(details) != k:
+        raise ValueError(f"{k} clusters but {len(details)} detail lists")
+    hover = ["<br>".join(esc(line) for line in lines) or "(none)" for lines in details]
+    fig = go.Figure(go.Bar(
+        x=np.arange(k), y=np.asarray(sizes), customdata=np.array(hover, dtype=object),
+        marker_color=[qualitative.Plotly[i % len(qualitative.Plotly)] for i in range(k)],
+        hovertemplate="cluster %{x}: %{y} nodes<br>%{customdata}<extra></extra>",
+    ))
+    fig.update_xaxes(title_text="cluster", dtick=1)
+    fig.update_yaxes(title_text="nodes")
+    return _base(fig, title, 340)

@@ -1,0 +1,89 @@
+"""Which models the browser may ask for: the default, known Hub ids, a typed Hub id, or a local
+directory from the allow-list in `EL_MODEL_DIRS` (never an arbitrary path typed in the page).
+
+`EL_MODEL_DIRS` is a list of folders separated by the OS path separator (":" on Linux); each
+folder that holds a `config.json` is a model, and so is each of its direct subfolders that does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from ..config import ModelSpec
+from ..errors import UserError
+from ..models import DEFAULT_MODEL
+
+DEFAULT_CHOICE = "default"
+LOCAL_PREFIX = "local:"
+HUB_MODELS = (
+    ("ViT-B/32", DEFAULT_MODEL),
+    ("ViT-B/16", "openai/clip-vit-base-patch16"),
+    ("ViT-L/14", "openai/clip-vit-large-patch14"),
+)
+# owner/name (or a bare name) made of the characters Hub ids allow; no "..", no leading dot.
+_HUB_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")
+
+
+def allowed_local_models(env: dict | None = None) -> dict[str, str]:
+    """label -> directory of every model found under the folders listed in EL_MODEL_DIRS."""
+    env = os.environ if env is None else env
+    found: dict[str, str] = {}
+    for folder in filter(None, env.get("EL_MODEL_DIRS", "").split(os.pathsep)):
+        root = Path(folder).expanduser()
+        if not root.is_dir():
+            continue
+        candidates = [root] + sorted(p for p in root.iterdir() if p.is_dir())
+        for path in candidates:
+            if (path / "config.json").is_file() and str(path.resolve()) not in found.values():
+                label = path.name
+                while label in found:
+                    label += "'"
+                found[label] = str(path.resolve())
+    return found
+
+
+def model_choices(default_model: str | None = None, env: dict | None = None) -> list[tuple]:
+    """(label, value) pairs for the model dropdown; the first is the default."""
+    if default_model is None:
+        choices = [("ViT-B/32 (default)", DEFAULT_CHOICE)]
+        hub = HUB_MODELS[1:]
+    else:
+        choices = [(f"{Path(default_model).name or default_model} (default)", DEFAULT_CHOICE)]
+        hub = HUB_MODELS
+    choices += [(f"{label}  {repo}", repo) for label, repo in hub]
+    choices += [(f"local: {label}", LOCAL_PREFIX + label)
+                for label in allowed_local_models(env)]
+    return choices
+
+
+def model_spec_for(
+    choice: str | None, default_model: str | None = None, patch_norm: bool = True,
+    env: dict | None = None,
+) -> ModelSpec:
+    """The ModelSpec a dropdown value (or a typed Hub id) means; anything else is refused."""
+    choice = (choice or DEFAULT_CHOICE).strip()
+    if choice == DEFAULT_CHOICE:
+        return ModelSpec(name=default_model, patch_norm=patch_norm)
+    if choice.startswith(LOCAL_PREFIX):
+        allowed = allowed_local_models(env)
+        label = choice[len(LOCAL_PREFIX):].strip()
+        if label not in allowed:
+            raise UserError(
+                f"No local model {label!r} among the allowed folders: local models must be in a "
+                "folder listed in EL_MODEL_DIRS on the server."
+            )
+        return ModelSpec(name=allowed[label], patch_norm=patch_norm)
+    if not _HUB_ID.match(choice) or ".." in choice:
+        raise UserError(
+            f"{choice[:100]!r} is not a Hugging Face model id: type one like "
+            "openai/clip-vit-base-patch16. Local paths are not accepted from the page; put local "
+            "models in a folder listed in EL_MODEL_DIRS on the server."
+        )
+    if Path(choice).exists():  # the library would read it as a local path: refuse it here
+        raise UserError(
+            f"{choice!r} names a local path on the server, which the page may not load: put the "
+            "model in a folder listed in EL_MODEL_DIRS, or type a Hub id."
+        )
+    return ModelSpec(name=choice, patch_norm=patch_norm)

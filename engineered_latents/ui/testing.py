@@ -1,0 +1,34 @@
+"""Serve the app in-process for tests: `with serve(model_dir, tmp_dir) as (demo, url): ...`.
+
+Everything the server writes (Gradio's temp files, the cache) goes under `directory`; analytics
+are off; the default view is cut (with `default_model`) before the first request is answered.
+"""
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..config import Settings
+from .app import build_app, launch_options
+
+
+@contextmanager
+def serve(default_model: str | None, directory: str | os.PathLike, max_count: int = 16):
+    directory = Path(directory)
+    env = {"GRADIO_TEMP_DIR": str(directory / "gradio"), "GRADIO_ANALYTICS_ENABLED": "False",
+           "EL_CACHE_DIR": str(directory / "cache")}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    settings = Settings(cache_dir=env["EL_CACHE_DIR"], cache_size_gb=1, max_count=max_count)
+    demo = build_app(default_model=default_model, settings=settings, preload_model=False)
+    try:
+        _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_options())
+        demo.explorer.wait_ready(300)
+        yield demo, url
+    finally:
+        demo.close()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

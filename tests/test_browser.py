@@ -1,0 +1,122 @@
+"""The app in a real browser: PyPI `playwright` driving Debian's Chromium, headless, offline.
+
+Needs `pip install playwright` and `apt-get install -y chromium` (CI installs both; Playwright's
+own browser download is not used). Without them this test FAILS with the install lines; set
+EL_SKIP_BROWSER=1 to skip it for a quick local run. Screenshots go to the test's temp dir.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from engineered_latents.ui.testing import serve
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = os.environ.get("EL_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+PLOT = '[data-testid="plotly"]'
+TIMEOUT_MS = 90_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if os.environ.get("EL_SKIP_BROWSER") == "1":
+        pytest.skip("EL_SKIP_BROWSER=1")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("The browser test needs playwright: pip install playwright", pytrace=False)
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"The browser test needs Chromium at {CHROMIUM}: apt-get update && "
+                    "apt-get install -y chromium (or set EL_CHROMIUM; EL_SKIP_BROWSER=1 skips)",
+                    pytrace=False)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_clip, tmp_path_factory):
+    with serve(tiny_clip, tmp_path_factory.mktemp("browser_app")) as (demo, url):
+        yield url
+
+
+def _plot_ticks(page, elem_id: str, axis: str = "ytick") -> list[str]:
+    return page.locator(f"#{elem_id} {PLOT} .{axis} text").all_text_contents()
+
+
+def _wait_status(page, text: str) -> None:
+    page.wait_for_function(
+        "t => (document.querySelector('#el-status')?.innerText || '').includes(t)", arg=text,
+        timeout=TIMEOUT_MS)
+
+
+def test_page_shows_default_view_then_runs_another_slice(browser, server, tmp_path):
+    page = browser.new_page(viewport={"width": 1400, "height": 1700})
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+            if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.goto(server, wait_until="domcontentloaded")
+
+    # the default view: every figure drawn, without pressing anything
+    page.wait_for_function(f"document.querySelectorAll('{PLOT}').length >= 6",
+                           timeout=TIMEOUT_MS)
+    _wait_status(page, "demo 0..7: 16 pairs")
+    page.locator(f"#el-words {PLOT} .ytick text").first.wait_for(timeout=TIMEOUT_MS)
+    page.locator("#el-gallery img").first.wait_for(timeout=TIMEOUT_MS)
+    default_words = _plot_ticks(page, "el-words")
+    assert default_words, "the per-word heatmap has no word labels"
+    assert page.locator(f"#el-overlay {PLOT} .heatmaplayer, #el-overlay {PLOT} .hm").count() \
+        or page.locator(f"#el-overlay {PLOT} image").count()
+    page.screenshot(path=str(tmp_path / "1-default.png"), full_page=True)
+
+    # another slice: start 5, count 2, Run
+    for elem_id, value in (("el-start", "5"), ("el-count", "2")):
+        box = page.locator(f"#{elem_id} input")
+        box.fill(value)
+        box.press("Tab")
+    page.locator("#el-run").click()
+    _wait_status(page, "demo 5..6: 4 pairs")
+    page.wait_for_function(
+        """([sel, before]) => {
+            const ticks = [...document.querySelectorAll(sel)].map(t => t.textContent);
+            return ticks.length > 0 && ticks.join('|') !== before;
+        }""", arg=[f"#el-words {PLOT} .ytick text", "|".join(default_words)],
+        timeout=TIMEOUT_MS)
+    assert page.locator("#el-gallery img").count() <= 4 + 1  # 4 pairs (a preview may add one)
+    page.screenshot(path=str(tmp_path / "2-after-run.png"), full_page=True)
+
+    # pick the third pair in the gallery: the pair views follow, no new run
+    affinity_before = _plot_ticks(page, "el-affinity", "xtick")
+    page.locator("#el-gallery button").nth(2).click()
+    page.wait_for_function(
+        """([sel, before]) => {
+            const ticks = [...document.querySelectorAll(sel)].map(t => t.textContent);
+            return ticks.length > 0 && ticks.join('|') !== before;
+        }""", arg=[f"#el-affinity {PLOT} .xtick text", "|".join(affinity_before)],
+        timeout=TIMEOUT_MS)
+
+    # click a word: the patch map's title names it
+    word = page.locator("#el-word label").nth(2)
+    word_text = word.inner_text().strip()
+    word.click()
+    page.wait_for_function(
+        "t => (document.querySelector('#el-overlay .gtitle')?.textContent || '').includes(t)",
+        arg=f"“{word_text}”", timeout=TIMEOUT_MS)
+    page.screenshot(path=str(tmp_path / "3-pair-and-word.png"), full_page=True)
+
+    # a user error shows a message and the page keeps working
+    page.locator("#el-start input").fill("1000")
+    page.locator("#el-start input").press("Tab")
+    page.locator("#el-run").click()
+    page.get_by_text("outside the dataset").first.wait_for(timeout=TIMEOUT_MS)
+    page.screenshot(path=str(tmp_path / "4-error.png"), full_page=True)
+    page.close()
+
+    # the error toast is the app's answer, not a browser error; anything else fails the test
+    assert not problems, "\n".join(problems)
