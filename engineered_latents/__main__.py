@@ -81,13 +81,18 @@ def _progress(stage: str, fraction: float) -> None:
 def _print_run(run: CutsRun, out_dir) -> None:
     s = output.summary(run)
     prov = run.provenance
-    weights = "DEMO WEIGHTS (random: every number below is meaningless)" if run.demo_weights \
-        else f"real weights {prov['weights']}"
+    weights = f"real weights {prov['weights']}"
+    if run.demo_weights:  # a toy model trained on synthetic shapes, or random weights
+        label = run.model.demo_label
+        weights = f"DEMO WEIGHTS ({label})" if label != "random weights" \
+            else "DEMO WEIGHTS (random: every number below is meaningless)"
     print(f"model       {run.model.name}: {weights}")
     print(f"device      {prov['device']}, encoders in {prov['dtype']}")
     print(f"slice       {run.slice.dataset}: {len({p.example for p in run.pairs})} examples, "
           f"{s['n_pairs']} pairs, mode {s['mode']}, {s['n_nodes']} nodes, n_eig {s['n_eig']}")
-    print("eigenvalues " + " ".join(f"{v:.3f}" for v in s["eigenvalues"]))
+    shown = s["eigenvalues"][:20]
+    more = f" ... ({len(s['eigenvalues'])} in all)" if len(s["eigenvalues"]) > 20 else ""
+    print("eigenvalues " + " ".join(f"{v:.3f}" for v in shown) + more)
     print("top words   (eigenvector 0 is trivial and not shown)")
     for eig, words in s["top_words"].items():
         print(f"  eig {eig:>2}  + {', '.join(words['high'])}  |  - {', '.join(words['low'])}")
@@ -268,6 +273,19 @@ def cmd_perf(args) -> int:
     return 0
 
 
+def _train_toy_parser(sub) -> None:
+    from .toy import add_arguments
+
+    add_arguments(sub.add_parser("train-toy", help="train the offline toy CLIP on synthetic "
+                                 "shapes (writes assets/toy_clip) and measure it"))
+
+
+def cmd_train_toy(args) -> int:
+    from .toy import train_command
+
+    return train_command(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engineered_latents", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -276,11 +294,12 @@ def main(argv: list[str] | None = None) -> int:
     _bench_parser(sub)
     _history_parser(sub)
     _perf_parser(sub)
+    _train_toy_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
         commands = {"cuts": cmd_cuts, "list": cmd_list, "bench": cmd_bench, "history": cmd_history,
-                    "perf": cmd_perf}
+                    "perf": cmd_perf, "train-toy": cmd_train_toy}
         return commands[args.command](args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -217,6 +217,9 @@ def _compute(model, model_spec, dataset, indices, slice_spec, cut_spec, cache, r
                                        _ncut_device(model_spec))
     warnings = [model.warning] if model.warning else []
     warnings += list(getattr(dataset, "warnings", []))
+    if result.n_eig < cut_spec.n_eig:
+        warnings.append(f"n_eig {cut_spec.n_eig} was capped at {result.n_eig}: the graph has "
+                        f"{len(result.eigvec)} nodes.")
     warnings += [f"Caption truncated to {lm.tokenizer.model_max_length} tokens: {p.caption!r}"
                  for p in pairs if p.truncated]
     return CutsRun(model, slice_spec, cut_spec, result, pairs,

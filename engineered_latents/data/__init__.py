@@ -135,6 +135,13 @@ def resolve_indices(
             raise UserError(f"Start {start} is negative: the first example is 0.")
         if count < 1:
             raise UserError(f"Count {count} must be at least 1.")
+        if start >= size:
+            raise UserError(f"Start {start} is outside the dataset, which has {size} examples "
+                            f"(0..{size - 1}).")
+        if start + count > size:
+            raise UserError(f"Start {start} + count {count} reaches outside the dataset, which "
+                            f"has {size} examples (0..{size - 1}): ask for at most "
+                            f"{size - start} from start {start}.")
         chosen = list(range(start, start + count))
     if not chosen:
         raise UserError("The slice is empty: give a count of at least 1 or some indices.")
