@@ -98,3 +98,33 @@ def test_empty_captions_are_refused_with_a_message(tiny_clip, tmp_path, caption)
     data = _upload(tmp_path / "up", [caption])
     with pytest.raises(el.UserError, match="caption"):
         _cut(tiny_clip, tmp_path, data, 1)
+
+
+def test_odd_images_in_an_upload_are_normalised_and_a_broken_one_is_skipped(tiny_clip,
+                                                                            tmp_path):
+    import io
+
+    folder = tmp_path / "up"
+    folder.mkdir()
+    odd = {
+        "a_1x1.png": Image.new("RGB", (1, 1), (255, 0, 0)),
+        "b_tall.png": Image.new("L", (1, 10000), 128),
+        "c_wide.png": Image.new("RGB", (10000, 1), (0, 255, 0)),
+        "d_cmyk.jpg": Image.new("CMYK", (30, 30), (0, 255, 255, 0)),
+        "e_16bit.png": Image.fromarray(np.full((20, 20), 40000, np.uint16)),
+        "f_palette.png": Image.new("P", (20, 20), 3),
+    }
+    for name, image in odd.items():
+        image.save(folder / name)
+    buf = io.BytesIO()
+    Image.new("RGB", (30, 30), (1, 2, 3)).save(buf, "PNG")
+    (folder / "g_truncated.png").write_bytes(buf.getvalue()[:40])
+    (folder / "h_not_an_image.png").write_text("hello")
+    names = sorted(p.name for p in folder.iterdir())
+    (folder / "captions.json").write_text(json.dumps({n: f"picture {n[0]}" for n in names}))
+    run = el.compute_cuts(el.SliceSpec("upload", 0, 8, data_path=str(folder)),
+                          el.CutSpec(n_eig=8, clusters=4), el.ModelSpec(tiny_clip),
+                          cache=el.Cache(tmp_path / "cache"))
+    assert [p.caption for p in run.pairs] == [f"picture {c}" for c in "abcdef"]
+    skipped = " ".join(run.warnings)
+    assert "g_truncated.png" in skipped and "h_not_an_image.png" in skipped
