@@ -23,6 +23,7 @@ from .data import Example, get_dataset
 from .errors import UserError
 from .features import PREPROCESSING_VERSION, pooled_image_embeddings, pooled_text_embeddings
 from .models import DEFAULT_MODEL, dtype_name, load_model, pick_device, pick_dtype, resolve_model
+from .prefetch import prefetched
 
 REFERENCE_MODEL = DEFAULT_MODEL
 BENCH_VERSION = 1  # bump when a change alters benchmark numbers
@@ -292,16 +293,23 @@ def run_benchmark(
     encode, summarize = _KINDS[bench.kind]
     batches, skipped = [], []
     started = time.perf_counter()
-    for start in range(0, len(indices), batch_size):
-        chunk = indices[start:start + batch_size]
+    chunks = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
+    _import_before_threads()
+
+    def fetch(chunk):  # runs one chunk ahead, in a background thread
         key = cache_key("bench-batch", {**identity, "indices": chunk})
-        payload, _ = cache.get_or_compute(
-            key, lambda chunk=chunk: _encode_chunk(dataset, chunk, encode, lazy))
+        payload = cache.get(key)
+        return key, payload, dataset.load(chunk) if payload is None else None
+
+    for number, (chunk, (key, payload, examples)) in enumerate(prefetched(chunks, fetch)):
+        if payload is None:
+            payload = _encode_chunk(chunk, examples, encode, lazy)
+            cache.set(key, payload)
         skipped += payload.get("skipped", [])
         if payload.get("index"):
             batches.append(payload)
-        done = start + len(chunk) >= len(indices)
-        if batches and (done or _report_now(bench, start // batch_size, len(indices), batch_size)):
+        done = number == len(chunks) - 1
+        if batches and (done or _report_now(bench, number, len(indices), batch_size)):
             result = _result(bench, model, batches, summarize, len(indices), done, n_bootstrap)
             if done:
                 _finish(result, bench, model, dataset, dtype, limit, skipped, started)
@@ -310,6 +318,13 @@ def run_benchmark(
             yield result
     if not batches:
         raise UserError(f"No example of {name} could be read (all {len(skipped)} skipped).")
+
+
+def _import_before_threads() -> None:
+    """Finish transformers' lazy imports in this thread: `datasets` (in the prefetch thread)
+    probes `transformers.PreTrainedTokenizerBase`, which fails while another thread is still
+    importing transformers' modules (its lazy module is not thread-safe)."""
+    from transformers import CLIPModel, PreTrainedTokenizerBase  # noqa: F401
 
 
 class _LazyModel:
@@ -331,8 +346,8 @@ class _LazyModel:
         return self._classifier
 
 
-def _encode_chunk(dataset, chunk: Sequence[int], encode: Callable, lazy: _LazyModel) -> dict:
-    examples = dataset.load(chunk)
+def _encode_chunk(chunk: Sequence[int], examples: list[Example], encode: Callable,
+                  lazy: _LazyModel) -> dict:
     loaded = {ex.index for ex in examples}
     skipped = [i for i in chunk if i not in loaded]
     if not examples:

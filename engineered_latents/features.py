@@ -19,6 +19,7 @@ from PIL import Image
 
 from .cache import Cache, cache_key
 from .models import LoadedModel, dtype_name
+from .prefetch import prefetched
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +65,12 @@ def _feature_key(kind: str, lm: LoadedModel, settings: EncodeSettings, item: str
 
 
 def _cached_batches(
-    keys: list[str], items: list, encode: Callable[[list], list], cache: Cache | None,
-    batch_size: int,
+    keys: list[str], items: list, prepare: Callable[[list], object],
+    encode: Callable[[list, object], list], cache: Cache | None, batch_size: int,
 ) -> tuple[list, int]:
-    """Values for `keys`: cache hits, then the unique misses encoded in batches. (values, hits)."""
+    """Values for `keys`: cache hits, then the unique misses in batches, each batch's inputs
+    prepared (`prepare(items)`) in a background thread while the previous batch is encoded
+    (`encode(items, prepared)`). Returns (values, number of cache hits)."""
     found: dict[str, object] = {}
     for key in dict.fromkeys(keys):
         value = cache.get(key) if cache is not None else None
@@ -75,9 +78,9 @@ def _cached_batches(
             found[key] = value
     hits = len(found)
     missing = [(k, it) for k, it in dict(zip(keys, items)).items() if k not in found]
-    for start in range(0, len(missing), batch_size):
-        chunk = missing[start : start + batch_size]
-        for (key, _), value in zip(chunk, encode([it for _, it in chunk])):
+    chunks = [missing[i : i + batch_size] for i in range(0, len(missing), batch_size)]
+    for chunk, prepared in prefetched(chunks, lambda c: prepare([it for _, it in c])):
+        for (key, _), value in zip(chunk, encode([it for _, it in chunk], prepared)):
             found[key] = value
             if cache is not None:
                 cache.set(key, value)
@@ -90,9 +93,9 @@ def encode_images(
 ) -> tuple[list[ImageFeatures], int]:
     """Features of each image (duplicates encoded once) and how many came from the cache."""
     keys = [_feature_key("img", lm, settings, image_digest(im)) for im in images]
-    return _cached_batches(
-        keys, list(images), lambda batch: _image_forward(lm, batch, settings), cache, batch_size
-    )
+    return _cached_batches(keys, list(images), lambda batch: _pixels(lm, batch),
+                           lambda batch, pixels: _image_forward(lm, pixels, settings), cache,
+                           batch_size)
 
 
 def encode_texts(
@@ -101,9 +104,23 @@ def encode_texts(
 ) -> tuple[list[TextFeatures], int]:
     """Features of each caption (duplicates encoded once) and how many came from the cache."""
     keys = [_feature_key("txt", lm, settings, c) for c in captions]
-    return _cached_batches(
-        keys, list(captions), lambda batch: _text_forward(lm, batch, settings), cache, batch_size
-    )
+    return _cached_batches(keys, list(captions), lambda batch: _tokens(lm, batch),
+                           lambda batch, enc: _text_forward(lm, batch, enc, settings), cache,
+                           batch_size)
+
+
+def _pixels(lm: LoadedModel, images: list[Image.Image]) -> torch.Tensor:
+    """[B, 3, H, W] preprocessed images (resize, centre crop, normalize), on the CPU."""
+    return lm.processor(images=[im.convert("RGB") for im in images],
+                        return_tensors="pt")["pixel_values"]
+
+
+def _tokens(lm: LoadedModel, captions: list[str]) -> tuple[dict, list[bool]]:
+    """Tokenized captions (truncated to the model's length) and which ones were truncated."""
+    tok = lm.tokenizer
+    enc = tok(captions, padding=True, truncation=True, max_length=tok.model_max_length,
+              return_tensors="pt", return_offsets_mapping=True)
+    return enc, [_is_truncated(tok, c) for c in captions]
 
 
 def _hidden(output, layer: int | None) -> torch.Tensor:
@@ -112,12 +129,11 @@ def _hidden(output, layer: int | None) -> torch.Tensor:
 
 @torch.inference_mode()
 def _image_forward(
-    lm: LoadedModel, images: list[Image.Image], settings: EncodeSettings
+    lm: LoadedModel, pixels: torch.Tensor, settings: EncodeSettings
 ) -> list[ImageFeatures]:
-    pixels = lm.processor(images=[im.convert("RGB") for im in images], return_tensors="pt")
-    pixels = pixels["pixel_values"].to(lm.device, lm.dtype)  # [B, 3, H, W]
     vision = lm.model.vision_model
-    out = vision(pixel_values=pixels, output_hidden_states=settings.layer is not None)
+    out = vision(pixel_values=pixels.to(lm.device, lm.dtype),
+                 output_hidden_states=settings.layer is not None)
     states = _hidden(out, settings.layer)  # [B, 1 + patches, hidden]
     if settings.patch_norm:
         states = vision.post_layernorm(states)
@@ -128,11 +144,10 @@ def _image_forward(
 
 @torch.inference_mode()
 def _text_forward(
-    lm: LoadedModel, captions: list[str], settings: EncodeSettings
+    lm: LoadedModel, captions: list[str], tokenized: tuple[dict, list[bool]],
+    settings: EncodeSettings,
 ) -> list[TextFeatures]:
-    tok = lm.tokenizer
-    enc = tok(captions, padding=True, truncation=True, max_length=tok.model_max_length,
-              return_tensors="pt", return_offsets_mapping=True)
+    enc, truncated = tokenized
     text = lm.model.text_model
     out = text(input_ids=enc["input_ids"].to(lm.device),
                attention_mask=enc["attention_mask"].to(lm.device),
@@ -145,13 +160,13 @@ def _text_forward(
     for i, caption in enumerate(captions):
         n = int(enc["attention_mask"][i].sum())
         ids = enc["input_ids"][i, :n].numpy()
-        truncated = _is_truncated(tok, caption)
-        if truncated:
-            log.warning("Caption truncated to %d tokens: %r", tok.model_max_length, caption[:80])
+        if truncated[i]:
+            log.warning("Caption truncated to %d tokens: %r", lm.tokenizer.model_max_length,
+                        caption[:80])
         result.append(TextFeatures(
-            caption, ids, tok.convert_ids_to_tokens(ids.tolist()),
+            caption, ids, lm.tokenizer.convert_ids_to_tokens(ids.tolist()),
             [tuple(o) for o in enc["offset_mapping"][i, :n].tolist()],
-            tokens[i, :n].cpu().numpy(), pooled[i].cpu().numpy(), truncated,
+            tokens[i, :n].cpu().numpy(), pooled[i].cpu().numpy(), truncated[i],
         ))
     return result
 
