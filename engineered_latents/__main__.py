@@ -200,7 +200,7 @@ def _run_bench(name, model_spec, limit, data_path, cache, batch_size):
 
 def bench_table(result) -> str:
     """The final table: metric, value, 95% interval, n, published reference, difference."""
-    demo = "  (DEMO WEIGHTS: meaningless)" if result.demo_weights else ""
+    demo = "  (DEMO WEIGHTS: the numbers say nothing about CLIP)" if result.demo_weights else ""
     cached = "  (from cache)" if result.from_cache else ""
     lines = [f"{result.benchmark}: {result.model}{demo}{cached}",
              f"{'metric':<16}{'value':>8}  {'95% CI':<16}{'n':>7}{'reference':>11}{'diff':>8}"]

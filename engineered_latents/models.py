@@ -1,12 +1,14 @@
 """Load a CLIP: a Hub id or a local `save_pretrained` directory, with an offline fallback.
 
 `resolve_model` decides *which weights* a name means (cheaply, without loading them) and gives
-them an identity for cache keys: `<hub id>@<commit sha>`, `local:<fingerprint>` or `demo-seed-N`.
-`load_model` loads them once per process and device.
+them an identity for cache keys: `<hub id>@<commit sha>`, `local:<fingerprint>`,
+`toy-<fingerprint>` or `demo-seed-N`. `load_model` loads them once per process and device.
 
 Offline fallback: when the default model is neither in the local Hugging Face cache nor
-downloadable, the ViT-B/32 architecture with seeded random weights is used ("demo weights") with
-the real CLIP tokenizer built from the BPE vocabulary under `assets/`. Results say so everywhere.
+downloadable, a toy CLIP trained on the demo's synthetic shapes (`assets/toy_clip/`, see
+`engineered_latents.toy`) is used ("demo weights", identity `toy-<fingerprint>`); only if that
+folder is missing, the ViT-B/32 architecture with seeded random weights (`demo_resolved()`, also
+what the performance command measures). Results say so everywhere.
 A model the user named explicitly never falls back silently: it is an error.
 """
 
@@ -37,6 +39,13 @@ DEMO_WARNING = (
     "DEMO WEIGHTS: the real model could not be loaded (no network and not in the local cache), "
     "so a randomly initialised ViT-B/32 is used. Every number and heatmap is meaningless."
 )
+TOY_DIR = ASSETS / "toy_clip"
+TOY_LABEL = "toy model trained on synthetic shapes"
+TOY_WARNING = (
+    f"DEMO WEIGHTS: {TOY_LABEL}. The real model could not be loaded (no network and not in the "
+    "local cache), so a small CLIP that knows only coloured shapes on white is used: its word "
+    "maps show real structure on the demo scenes, but say nothing about CLIP."
+)
 _HUB_FILES = ["*.json", "*.safetensors", "*.txt"]
 _LOAD_LOCK = threading.Lock()
 
@@ -50,6 +59,13 @@ class ResolvedModel:
     path: str | None  # local directory to load from; None for demo weights
     demo_weights: bool = False
     warning: str = ""
+
+    @property
+    def demo_label(self) -> str:
+        """What demo weights are, in a few words (empty for real weights)."""
+        if not self.demo_weights:
+            return ""
+        return TOY_LABEL if self.weights_id.startswith("toy-") else "random weights"
 
 
 @dataclass
@@ -215,13 +231,36 @@ def _hub_error_reason(error: Exception) -> str:
 
 def _unavailable(repo_id: str, reason: str, fallback: bool) -> ResolvedModel:
     if fallback:
-        log.warning("%s (%s: %s)", DEMO_WARNING, repo_id, reason)
-        return demo_resolved()
+        toy = toy_resolved()
+        _warn_once(f"{toy.warning} ({repo_id}: {reason})")
+        return toy
     raise UserError(f"Cannot load model {repo_id!r}: {reason}.")
 
 
+@lru_cache(maxsize=8)
+def _warn_once(message: str) -> None:
+    """Log a message once per process (the app resolves the default model on every run)."""
+    log.warning(message)
+
+
 def demo_resolved(seed: int = DEMO_SEED) -> ResolvedModel:
+    """Seeded random ViT-B/32 weights: for the performance command (and if the toy is missing)."""
     return ResolvedModel(DEFAULT_MODEL, f"demo-seed-{seed}", None, True, DEMO_WARNING)
+
+
+def toy_resolved() -> ResolvedModel:
+    """The offline fallback: the toy CLIP under assets/toy_clip (random weights if missing)."""
+    if not (TOY_DIR / "config.json").is_file():
+        return demo_resolved()
+    stamp = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns)
+                  for f in sorted(TOY_DIR.iterdir()) if f.is_file())
+    return ResolvedModel(DEFAULT_MODEL, f"toy-{_toy_fingerprint(stamp)}", str(TOY_DIR), True,
+                         TOY_WARNING)
+
+
+@lru_cache(maxsize=4)
+def _toy_fingerprint(stamp: tuple) -> str:  # hashed once per change of the folder's files
+    return fingerprint_dir(TOY_DIR)
 
 
 def hub_offline(timeout: float = 2.0) -> bool:
@@ -339,7 +378,7 @@ def _load_cached(resolved: ResolvedModel, device: str, dtype: str) -> LoadedMode
     from transformers import CLIPModel
 
     check_fits(resolved, torch.device(device), _DTYPES[dtype])
-    if resolved.demo_weights:
+    if resolved.demo_weights and resolved.path is None:
         model = _demo_model(int(resolved.weights_id.rsplit("-", 1)[1]))
     else:
         try:

@@ -23,17 +23,22 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 __all__ = [
+    "INVERSE_RELATION",
     "PALETTE",
     "RELATIONS",
+    "RELATION_PHRASES",
     "SHAPES",
     "SceneObject",
     "caption_for",
     "describe",
+    "dominant_relation",
+    "list_caption",
     "random_objects",
     "relation_holds",
     "relation_layout",
     "relation_scene",
     "render_scene",
+    "varied_caption",
 ]
 
 RGB = tuple[int, int, int]
@@ -57,6 +62,17 @@ PALETTE: dict[str, RGB] = {
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "diamond", "star")
 
 RELATIONS: tuple[str, ...] = ("above", "below", "left of", "right of")
+
+# Other wordings of each relation (the first is the canonical one, as in RELATIONS).
+RELATION_PHRASES: dict[str, tuple[str, ...]] = {
+    "above": ("above", "over"),
+    "below": ("below", "under", "beneath"),
+    "left of": ("left of", "to the left of", "on the left of"),
+    "right of": ("right of", "to the right of", "on the right of"),
+}
+INVERSE_RELATION: dict[str, str] = {
+    "above": "below", "below": "above", "left of": "right of", "right of": "left of",
+}
 
 
 @dataclass(frozen=True)
@@ -323,3 +339,57 @@ def caption_for(a, relation: str, b) -> str:
     if relation not in RELATIONS:
         raise ValueError(f"Unknown relation {relation!r}; known: {', '.join(RELATIONS)}.")
     return f"{describe(a)} {relation} {describe(b)}"
+
+
+def list_caption(objects: Sequence) -> str:
+    """'a red circle', 'a red circle and a blue square', 'a red circle, a blue square and a
+    green star': the objects (SceneObjects or (colour, shape) pairs) in the given order."""
+    names = [describe(o) for o in objects]
+    if not names:
+        raise ValueError("No objects to describe.")
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def dominant_relation(a: SceneObject, b: SceneObject, ratio: float = 2.0) -> str | None:
+    """The relation of `a` to `b` along the axis where their box centres differ most, when that
+    distance is at least `ratio` times the distance across it (so the relation is clear);
+    else None."""
+    (ax, ay), (bx, by) = a.centre, b.centre
+    dx, dy = ax - bx, ay - by
+    if abs(dy) >= ratio * abs(dx) and dy != 0:
+        return "above" if dy < 0 else "below"
+    if abs(dx) >= ratio * abs(dy) and dx != 0:
+        return "left of" if dx < 0 else "right of"
+    return None
+
+
+_PREFIXES = ("", "", "there is ", "a picture of ", "an image of ")
+_SINGLE = ("{}", "{}", "a picture of {}", "{} on a white background", "there is {}", "just {}")
+
+
+def varied_caption(objects: Sequence[SceneObject], rng: Rng,
+                   relation: tuple[int, str, int] | None = None) -> str:
+    """A caption of a scene in one of several wordings (for training): a single object with a
+    template, a relation `(i, relation, j)` between objects i and j (said either way round,
+    e.g. 'a red circle above a blue square' or 'a blue square under a red circle'), or a list;
+    a third object not in the relation is added as ', and ...'. Deterministic given `rng`."""
+    objects = list(objects)
+    if len(objects) == 1:
+        return _choice(rng, _SINGLE).format(describe(objects[0]))
+    if relation is None:
+        order = list(objects)
+        for k in range(len(order) - 1, 0, -1):  # Fisher-Yates with the passed-in rng
+            m = _randint(rng, 0, k)
+            order[k], order[m] = order[m], order[k]
+        return _choice(rng, _PREFIXES[:3]) + list_caption(order)
+    i, rel, j = relation
+    if _randint(rng, 0, 1):  # say it the other way round
+        i, rel, j = j, INVERSE_RELATION[rel], i
+    prefix = _choice(rng, _PREFIXES)
+    verb = " is" if not prefix and _randint(rng, 0, 3) == 0 else ""
+    text = (f"{prefix}{describe(objects[i])}{verb} {_choice(rng, RELATION_PHRASES[rel])} "
+            f"{describe(objects[j])}")
+    rest = [o for k, o in enumerate(objects) if k not in (i, j)]
+    if rest:
+        text += ", and " + list_caption(rest)
+    return text
