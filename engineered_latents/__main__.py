@@ -208,7 +208,8 @@ def bench_table(result) -> str:
         lo, hi = result.ci95.get(name, [float("nan")] * 2)
         ref = result.reference.get(name)
         ref_text = f"{ref:>11.2f}{value - ref:>+8.2f}" if ref is not None else f"{'':>11}{'':>8}"
-        lines.append(f"{name:<16}{value:>8.2f}  [{lo:6.2f}, {hi:6.2f}]{result.n:>7}{ref_text}")
+        lines.append(f"{name:<16}{value:>8.2f}  [{lo:6.2f}, {hi:6.2f}]{result.n:>7}{ref_text}"
+                     + ("  demo weights: meaningless" if result.demo_weights else ""))
     for note in result.notes:
         lines.append("note: " + "; ".join(f"{k}: {v}" for k, v in note.items()))
     return "\n".join(lines)
