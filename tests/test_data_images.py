@@ -67,8 +67,13 @@ def test_exif_orientation_applied():
 
 
 def test_large_image_shrunk_keeping_aspect():
-    out = load_image(Image.new("RGB", (3000, 1500), "red"))
+    out = load_image(Image.new("RGB", (6000, 3000), "red"))
     assert out.size == (images.MAX_SIDE, images.MAX_SIDE // 2)
+
+
+def test_a_benchmark_sized_photo_reaches_the_processor_untouched():
+    photo = Image.new("RGB", (4032, 3024), "red")  # a phone photo, as in What'sUp
+    assert load_image(photo).size == (4032, 3024)
 
 
 @pytest.mark.parametrize("size", [(1, 3000), (3000, 1), (7, 5000)])
