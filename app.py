@@ -2,7 +2,8 @@
 
 Gradio's own variables work too (GRADIO_SERVER_NAME, GRADIO_SERVER_PORT, GRADIO_SHARE, ...);
 flags win over them. EL_APP_MODEL (or --model) sets the default model; EL_MODEL_DIRS lists the
-folders whose models the page may load. The UI lives in engineered_latents/ui/.
+folders whose models the page may load; EL_CACHE_DIR is where results (and the run history)
+are kept. The README lists the rest. The UI lives in engineered_latents/ui/.
 """
 
 import argparse
@@ -35,6 +36,9 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     logging.getLogger("engineered_latents").setLevel(logging.INFO)
     from engineered_latents.ui import build_app, launch_options
+    from engineered_latents.ui.privacy import install_log_filter
+
+    install_log_filter()  # HF_TOKEN and the --auth password never reach the logs
 
     demo = build_app(default_model=args.model)
     demo.launch(

@@ -261,3 +261,200 @@ def cluster_bars(
     fig.update_xaxes(title_text="cluster", dtick=1)
     fig.update_yaxes(title_text="nodes")
     return _base(fig, title, 340)
+
+
+# ----------------------------------------------------------------------------- loss surfaces
+
+
+def _subplot_titles(names: Sequence[str]) -> list[str]:
+    return [esc(n) for n in names]
+
+
+def _colorbar(fig: go.Figure, col: int) -> dict:
+    """A slim colour bar just right of subplot (1, col), inside the gap to the next one."""
+    sub = fig.get_subplot(1, col)
+    right = (sub.domain.x if hasattr(sub, "domain") else sub.xaxis.domain)[1]
+    return dict(thickness=10, len=0.8, x=right + 0.005, xanchor="left")
+
+
+# a camera that never looks along a plane of the form z = c * alpha or z = c * beta (the
+# default eye, (1.25, 1.25, 1.25), sees z = beta edge-on: a surface drawn as a line)
+_CAMERA = dict(eye=dict(x=1.7, y=-1.3, z=0.9))
+
+
+def loss_surfaces(
+    alphas: np.ndarray,  # [A]
+    betas: np.ndarray,  # [B]
+    surfaces: dict[str, np.ndarray],  # name -> [A, B], out[i, j] at (alphas[i], betas[j])
+    title: str | Sequence[str],
+    *,
+    kind: str = "surface",  # "surface" (3-D) or "contour"
+) -> go.Figure:
+    """One panel per loss over the alpha x beta plane; the minimum of each is marked."""
+    if kind not in ("surface", "contour"):
+        raise ValueError(f"kind {kind!r}: surface or contour")
+    alphas, betas = np.asarray(alphas, np.float64), np.asarray(betas, np.float64)
+    names = list(surfaces)
+    spec = {"type": "scene"} if kind == "surface" else {"type": "xy"}
+    fig = make_subplots(rows=1, cols=len(names), specs=[[spec] * len(names)],
+                        subplot_titles=_subplot_titles(names), horizontal_spacing=0.12)
+    for col, name in enumerate(names, start=1):
+        z = np.asarray(surfaces[name], np.float64)
+        if z.shape != (len(alphas), len(betas)):
+            raise ValueError(f"{name}: values {z.shape} do not match {len(alphas)} alphas x "
+                             f"{len(betas)} betas")
+        hover = (f"{esc(name)}<br>alpha %{{y:.3f}}<br>beta %{{x:.3f}}<br>loss %{{z:.4f}}"
+                 "<extra></extra>")
+        i, j = np.unravel_index(np.nanargmin(z), z.shape) if np.isfinite(z).any() else (0, 0)
+        bar = _colorbar(fig, col)
+        if kind == "surface":
+            fig.add_trace(go.Surface(x=betas, y=alphas, z=z, colorscale=SEQUENTIAL,
+                                     colorbar=bar, hovertemplate=hover, name=esc(name)),
+                          row=1, col=col)
+            fig.add_trace(go.Scatter3d(x=[betas[j]], y=[alphas[i]], z=[z[i, j]], mode="markers",
+                                       marker=dict(size=4, color="#d62728"), showlegend=False,
+                                       name="minimum", hovertemplate="minimum<br>" + hover),
+                          row=1, col=col)
+            scene = "scene" if col == 1 else f"scene{col}"
+            fig.update_layout({scene: dict(xaxis_title="beta", yaxis_title="alpha",
+                                           zaxis_title="loss", camera=_CAMERA)})
+        else:
+            fig.add_trace(go.Contour(x=betas, y=alphas, z=z, colorscale=SEQUENTIAL,
+                                     colorbar=bar, hovertemplate=hover, name=esc(name),
+                                     contours=dict(showlabels=True)), row=1, col=col)
+            fig.add_trace(go.Scatter(x=[betas[j]], y=[alphas[i]], mode="markers",
+                                     marker=dict(symbol="x", size=10, color="#d62728"),
+                                     showlegend=False, name="minimum",
+                                     hovertemplate="minimum<br>alpha %{y:.3f}<br>beta %{x:.3f}"
+                                                   "<extra></extra>"), row=1, col=col)
+            fig.update_xaxes(title_text="beta", row=1, col=col)
+            fig.update_yaxes(title_text="alpha", row=1, col=col)
+    return _base(fig, title, 460 if kind == "surface" else 380)
+
+
+def loss_vs_k(
+    ks: np.ndarray,  # [K]
+    curves: dict[str, np.ndarray],  # name -> [K]
+    eigengap_k: int,
+    k: int,
+    title: str | Sequence[str],
+) -> go.Figure:
+    """Each loss against k (one panel each: their scales differ), the eigengap's k and the
+    chosen k marked."""
+    ks = np.asarray(ks)
+    names = list(curves)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=_subplot_titles(names),
+                        horizontal_spacing=0.12)
+    for col, name in enumerate(names, start=1):
+        fig.add_trace(go.Scatter(x=ks, y=np.asarray(curves[name], np.float64),
+                                 mode="lines+markers", name=esc(name), showlegend=False,
+                                 hovertemplate=f"{esc(name)}<br>k %{{x}}<br>loss %{{y:.4f}}"
+                                               "<extra></extra>"), row=1, col=col)
+        fig.add_vline(x=eigengap_k, line=dict(color="#d62728", dash="dash", width=1),
+                      row=1, col=col)
+        fig.add_vline(x=k, line=dict(color="#444", dash="dot", width=1), row=1, col=col)
+        fig.update_xaxes(title_text="k", row=1, col=col)
+    fig.add_annotation(x=eigengap_k, y=1, yref="paper", xref="x", showarrow=False,
+                       xanchor="left", yanchor="top", text=f"eigengap k = {eigengap_k}",
+                       font=dict(color="#d62728", size=10))
+    fig.add_annotation(x=k, y=0.9, yref="paper", xref="x", showarrow=False, xanchor="left",
+                       yanchor="top", text=f"chosen k = {k}", font=dict(color="#444", size=10))
+    return _base(fig, title, 340)
+
+
+def cka_vs_noise(
+    noise: np.ndarray,  # [L] noise levels, in units of the features' std
+    cka: np.ndarray,  # [L]
+    title: str | Sequence[str],
+) -> go.Figure:
+    """Linear CKA of the paired features as noise is added to one side."""
+    fig = go.Figure(go.Scatter(
+        x=np.asarray(noise, np.float64), y=np.asarray(cka, np.float64), mode="lines+markers",
+        hovertemplate="noise %{x:.2f} x std<br>CKA %{y:.4f}<extra></extra>"))
+    fig.update_xaxes(title_text="added noise (x the features' std)")
+    fig.update_yaxes(title_text="linear CKA", rangemode="tozero")
+    return _base(fig, title, 340)
+
+
+def landscape_contours(
+    panels: Sequence[tuple[str, np.ndarray, np.ndarray]],  # (name, coords [G], values [G, G])
+    title: str | Sequence[str],
+) -> go.Figure:
+    """Losses along two random directions: values[i, j] at (a = coords[i], b = coords[j]);
+    the current embeddings (0, 0) are marked."""
+    fig = make_subplots(rows=1, cols=len(panels),
+                        subplot_titles=_subplot_titles([p[0] for p in panels]),
+                        horizontal_spacing=0.14)
+    for col, (name, coords, z) in enumerate(panels, start=1):
+        coords = np.asarray(coords, np.float64)
+        z = np.asarray(z, np.float64)
+        if z.shape != (len(coords), len(coords)):
+            raise ValueError(f"{name}: values {z.shape} do not match {len(coords)} coordinates")
+        fig.add_trace(go.Contour(
+            x=coords, y=coords, z=z, colorscale=SEQUENTIAL, name=esc(name),
+            colorbar=_colorbar(fig, col),
+            hovertemplate=(f"{esc(name)}<br>direction 1: %{{y:.3f}}<br>direction 2: "
+                           "%{x:.3f}<br>loss %{z:.4f}<extra></extra>")), row=1, col=col)
+        fig.add_trace(go.Scatter(x=[0], y=[0], mode="markers", showlegend=False,
+                                 marker=dict(symbol="star", size=12, color="#d62728"),
+                                 name="current embeddings",
+                                 hovertemplate="current embeddings<extra></extra>"),
+                      row=1, col=col)
+        fig.update_xaxes(title_text="direction 2", row=1, col=col)
+        fig.update_yaxes(title_text="direction 1", row=1, col=col)
+    return _base(fig, title, 400)
+
+
+# ----------------------------------------------------------------------------- benchmarks
+
+
+def bench_bars(
+    labels: Sequence[str],  # one per bar: "benchmark: metric"
+    values: Sequence[float],
+    ci: Sequence[tuple[float, float] | None],  # 95% interval per bar (None while running)
+    published: Sequence[float | None],  # the published reference per bar (None: none)
+    title: str | Sequence[str],
+) -> go.Figure:
+    """Scores as bars with their 95% intervals, published references as diamonds."""
+    n = len(labels)
+    if not (len(values) == len(ci) == len(published) == n):
+        raise ValueError("labels, values, ci and published must have the same length")
+    values = np.asarray(values, np.float64)
+    plus = [c[1] - v if c else 0.0 for v, c in zip(values, ci)]
+    minus = [v - c[0] if c else 0.0 for v, c in zip(values, ci)]
+    ci_text = [f"[{c[0]:.2f}, {c[1]:.2f}]" if c else "pending" for c in ci]
+    names = [esc(label) for label in labels]
+    fig = go.Figure(go.Bar(
+        x=np.arange(n), y=values, name="score",
+        customdata=np.array(list(zip(ci_text, names)), dtype=object).reshape(n, 2),
+        error_y=dict(type="data", array=plus, arrayminus=minus, visible=True),
+        hovertemplate="%{customdata[1]}<br>%{y:.2f}<br>95% CI %{customdata[0]}<extra></extra>",
+    ))
+    known = [i for i, p in enumerate(published) if p is not None]
+    if known:
+        fig.add_trace(go.Scatter(
+            x=known, y=[published[i] for i in known], mode="markers", name="published (B/32)",
+            marker=dict(symbol="diamond", size=11, color="#d62728"),
+            hovertemplate="published %{y:.2f}<extra></extra>"))
+    fig.update_xaxes(tickmode="array", tickvals=list(range(n)), ticktext=names,
+                     tickangle=-30 if n > 4 else 0)
+    fig.update_yaxes(title_text="%", rangemode="tozero")
+    fig.update_layout(legend=dict(orientation="h", y=1.02, x=1, xanchor="right",
+                                  yanchor="bottom"))
+    return _base(fig, title, 380)
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def standalone_html(figures: dict[str, go.Figure], title: str) -> str:
+    """One HTML page with every figure under its (escaped) heading; plotly.js is inlined once,
+    so the file opens offline."""
+    parts = []
+    for i, (name, fig) in enumerate(figures.items()):
+        parts.append(f"<h2>{esc(name)}</h2>")
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=i == 0,
+                                 config={"displaylogo": False}))
+    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+            f"<title>{esc(title)}</title></head>\n<body style=\"font-family:sans-serif\">\n"
+            f"<h1>{esc(title)}</h1>\n" + "\n".join(parts) + "\n</body></html>\n")

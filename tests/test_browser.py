@@ -120,3 +120,89 @@ def test_page_shows_default_view_then_runs_another_slice(browser, server, tmp_pa
 
     # the error toast is the app's answer, not a browser error; anything else fails the test
     assert not problems, "\n".join(problems)
+
+
+def _watch(page) -> list[str]:
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+            if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    return problems
+
+
+def _wait_text(page, selector: str, text: str) -> None:
+    page.wait_for_function(
+        "([sel, t]) => (document.querySelector(sel)?.innerText || '').includes(t)",
+        arg=[selector, text], timeout=TIMEOUT_MS)
+
+
+def test_benchmarks_tab_fills_the_table_and_history_restores(browser, server, tmp_path):
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    problems = _watch(page)
+    page.goto(server, wait_until="domcontentloaded")
+    _wait_status(page, "demo 0..7: 16 pairs")
+    page.get_by_role("tab", name="Benchmarks").click()
+    limit = page.locator("#el-bench-limit input")
+    limit.fill("16")
+    limit.press("Tab")
+    page.locator("#el-bench-run").click()
+    _wait_text(page, "#el-bench-table", "done")
+    table = page.locator("#el-bench-table").inner_text()
+    for metric in ("text", "image", "group"):
+        assert metric in table
+    page.locator(f"#el-bench-chart {PLOT}").wait_for(timeout=TIMEOUT_MS)
+    page.screenshot(path=str(tmp_path / "5-benchmark.png"), full_page=True)
+
+    # the run is in the history; clicking it restores it, from the cache at once
+    _wait_text(page, "#el-history", "demo n=16")
+    page.locator("#el-history").get_by_text("demo n=16").first.click()
+    _wait_text(page, "#el-history-note", "Restored the demo run")
+    _wait_text(page, "#el-bench-table", "from cache")
+    page.close()
+    assert not problems, "\n".join(problems)
+
+
+def test_a_deep_link_opens_the_same_view(browser, server, tmp_path):
+    page = browser.new_page(viewport={"width": 1400, "height": 1700})
+    problems = _watch(page)
+    page.goto(server, wait_until="domcontentloaded")
+    _wait_status(page, "demo 0..7: 16 pairs")
+    for elem_id, value in (("el-start", "3"), ("el-count", "2")):
+        box = page.locator(f"#{elem_id} input")
+        box.fill(value)
+        box.press("Tab")
+    page.get_by_label("joint").check()
+    page.locator("#el-run").click()
+    _wait_status(page, "demo 3..4: 4 pairs")
+    page.locator("#el-gallery button.thumbnail-item").nth(1).click()  # pair 1
+    page.wait_for_function("(document.querySelector('#el-pair input')?.value || '')"
+                           ".startsWith('1:')", timeout=TIMEOUT_MS)
+    words = _plot_ticks(page, "el-words")
+    page.get_by_text("Share and download").click()
+    page.locator("#el-copy-link").click()
+    link = page.locator("#el-link textarea, #el-link input").first
+    page.wait_for_function("document.querySelector('#el-link textarea, #el-link input')"
+                           "?.value.startsWith('http')", timeout=TIMEOUT_MS)
+    url = link.input_value()
+    assert "start=3" in url and "mode=joint" in url and "pair=1" in url
+
+    other = browser.new_page(viewport={"width": 1400, "height": 1700})
+    other_problems = _watch(other)
+    other.goto(url, wait_until="domcontentloaded")
+    _wait_status(other, "demo 3..4: 4 pairs")
+    other.wait_for_function("(document.querySelector('#el-pair input')?.value || '')"
+                            ".startsWith('1:')", timeout=TIMEOUT_MS)
+    assert other.locator("#el-start input").input_value() == "3"
+    assert other.get_by_label("joint").is_checked()
+    other.locator(f"#el-words {PLOT} .ytick text").first.wait_for(timeout=TIMEOUT_MS)
+    assert _plot_ticks(other, "el-words") == words
+    other.screenshot(path=str(tmp_path / "6-deep-link.png"), full_page=True)
+
+    # a link to a view nobody ran yet: the page sets the controls and runs it
+    other.goto(server.rstrip("/") + "/?start=6&count=1&n_eig=8", wait_until="domcontentloaded")
+    _wait_status(other, "demo 6..6: 2 pairs")
+    assert other.locator("#el-count input").input_value() == "1"
+    other.screenshot(path=str(tmp_path / "7-new-link.png"), full_page=True)
+    page.close()
+    other.close()
+    assert not problems + other_problems, "\n".join(problems + other_problems)

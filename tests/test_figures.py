@@ -131,3 +131,51 @@ def test_cluster_bars_hover_escaped():
 def test_message_figure_escaped():
     fig = F.message_figure(HOSTILE)
     assert fig.layout.annotations[0].text == ESCAPED
+
+
+def test_loss_surfaces_axes_and_minimum():
+    alphas, betas = np.linspace(0, 2, 5), np.linspace(0, 1, 3)
+    z = np.add.outer(alphas, betas)  # [A, B], smallest at alpha 0, beta 0
+    fig = F.loss_surfaces(alphas, betas, {"SVD": z, HOSTILE: -z}, "planes")
+    surface, minimum = fig.data[0], fig.data[1]
+    assert isinstance(surface, go.Surface)
+    assert np.allclose(surface.x, betas) and np.allclose(surface.y, alphas)
+    assert np.asarray(surface.z).shape == (5, 3)
+    assert (minimum.x[0], minimum.y[0]) == (0, 0)
+    assert (fig.data[3].x[0], fig.data[3].y[0]) == (1, 2)  # -z: smallest at the far corner
+    assert fig.layout.scene.xaxis.title.text == "beta"
+    contour = F.loss_surfaces(alphas, betas, {"SVD": z}, "c", kind="contour")
+    assert isinstance(contour.data[0], go.Contour)
+    _assert_escaped(fig)
+    with pytest.raises(ValueError):
+        F.loss_surfaces(alphas, betas, {"bad": z.T}, "t")
+
+
+def test_loss_vs_k_marks_eigengap_and_chosen_k():
+    fig = F.loss_vs_k(np.arange(1, 6), {"a": np.arange(5.0), "b": -np.arange(5.0)}, 3, 2, "k")
+    assert len(fig.data) == 2 and list(fig.data[0].x) == [1, 2, 3, 4, 5]
+    assert sorted({s.x0 for s in fig.layout.shapes}) == [2, 3]
+    assert any("eigengap k = 3" in a.text for a in fig.layout.annotations)
+
+
+def test_cka_vs_noise_and_landscape():
+    fig = F.cka_vs_noise(np.linspace(0, 2, 3), np.array([0.9, 0.5, 0.2]), "cka")
+    assert list(fig.data[0].y) == [0.9, 0.5, 0.2]
+    coords = np.linspace(-0.5, 0.5, 3)
+    fig = F.landscape_contours([("CKA", coords, np.zeros((3, 3))),
+                                (HOSTILE, np.linspace(-1, 1, 5), np.ones((5, 5)))], "land")
+    assert [type(t).__name__ for t in fig.data] == ["Contour", "Scatter", "Contour", "Scatter"]
+    assert (fig.data[1].x[0], fig.data[1].y[0]) == (0, 0)  # the current embeddings
+    _assert_escaped(fig)
+
+
+def test_bench_bars_intervals_and_references():
+    fig = F.bench_bars(["demo: text", HOSTILE], [50.0, 20.0], [(40.0, 55.0), None],
+                       [None, 30.0], "bench")
+    bars, refs = fig.data
+    assert list(bars.error_y.array) == [5.0, 0.0] and list(bars.error_y.arrayminus) == [10.0, 0.0]
+    assert list(refs.x) == [1] and list(refs.y) == [30.0]
+    assert bars.customdata[1][0] == "pending"
+    _assert_escaped(fig)
+    with pytest.raises(ValueError):
+        F.bench_bars(["a"], [1.0, 2.0], [None], [None], "bad")

@@ -1,15 +1,18 @@
-"""The whole app: one Blocks with the status line and a tab per activity.
-
-Part 1 has the Explore tab (and a short About); part 2 adds tabs (loss surfaces, benchmarks)
-next to it in `build_app`.
-"""
+"""The whole app: one Blocks with the status line and a tab per activity (Explore, Loss
+surfaces, Benchmarks with the run history, About), its queue, and the launch options that bound
+uploads and what may be served."""
 
 import os
+from pathlib import Path
 
 import gradio as gr
 
 from ..config import Settings
+from ..models import ASSETS
+from .bench import BenchTab
 from .explore import ExploreTab
+from .export import export_root
+from .loss import LossTab
 from .views import Explorer
 
 TITLE = "Engineered latents: where CLIP puts each word"
@@ -37,10 +40,22 @@ Scalar graph: every patch-token affinity is a node with a 1-d feature (the origi
 Joint graph: every patch embedding and token embedding is a node, so regions and words cluster
 together. With **demo weights** (no network and no cached model) every number is meaningless.
 
+**Loss surfaces** show the alignment losses of the slice you ran; **Benchmarks** run the
+published protocols live (the `demo` benchmark works offline) and list every earlier run.
+*Share and download* under Run copies a link that reopens the same view, and prepares the
+results as files.
+
 ### API
-Every Run is the `/cut` endpoint; `/pair` returns the views of another pair of the same run.
-See the README for a `gradio_client` example.
+Run is the `/cut` endpoint; `/pair` returns the views of another pair of the same run;
+`/export` the run as files; `/loss` and `/landscape` the loss tab; `/benchmark` streams
+benchmark results and `/bench_export` returns them as JSON. See the README for a
+`gradio_client` example.
 """
+
+
+def queue_size() -> int:
+    """How many events may wait in the queue (EL_QUEUE_SIZE, default 32); more are refused."""
+    return max(16, int(os.environ.get("EL_QUEUE_SIZE", 32)))
 
 
 def build_app(
@@ -54,26 +69,51 @@ def build_app(
     `warm_up`, the default view is cut in the background right away, so the page shows it at once.
     """
     explorer = Explorer(settings, default_model)
-    with gr.Blocks(title=TITLE) as demo:
+    # Gradio's cached files (uploads, downloads) older than a day are removed every hour
+    with gr.Blocks(title=TITLE, delete_cache=(3600, 86400)) as demo:
         gr.Markdown(HEADER)
         banner = gr.HTML("", label="Warning", elem_id="el-banner")
         status = gr.Markdown("Preparing the default view…", label="Status", elem_id="el-status")
-        with gr.Tabs():
-            with gr.Tab("Explore", id="explore"):
+        with gr.Tabs(elem_id="el-tabs") as tabs:
+            with gr.Tab("Explore", id="explore", elem_id="el-tab-explore"):
                 explore = ExploreTab(explorer, status, banner)
+            with gr.Tab("Loss surfaces", id="loss", elem_id="el-tab-loss") as loss_tab:
+                loss = LossTab(explore, loss_tab)
+            with gr.Tab("Benchmarks", id="benchmarks", elem_id="el-tab-benchmarks") as bench_tab:
+                bench = BenchTab(explore, bench_tab, tabs)
             with gr.Tab("About", id="about"):
                 gr.Markdown(ABOUT)
         explore.on_load(demo)
-    demo.explorer = explorer  # for tests and for part 2's tabs
+    demo.queue(max_size=queue_size(), default_concurrency_limit=1)
+    demo.explorer = explorer  # for tests
+    demo.parts = {"explore": explore, "loss": loss, "bench": bench}
     if warm_up:
         explorer.warm_up(preload_model)
     return demo
 
 
-def launch_options() -> dict:
+def served_paths(settings: Settings | None = None, env: dict | None = None) -> dict:
+    """`allowed_paths` (assets/ and the export folder; Gradio adds its own temp directory) and
+    `blocked_paths` (the cache, the Hugging Face home, model folders and data mirrors) for
+    launch()."""
+    env = os.environ if env is None else env
+    settings = settings or Settings.from_env()
+    from huggingface_hub import constants
+
+    blocked = [settings.cache_dir, env.get("HF_HOME") or constants.HF_HOME,
+               env.get("EL_DATA_ROOT", "")]
+    blocked += env.get("EL_MODEL_DIRS", "").split(os.pathsep)
+    return {
+        "allowed_paths": [str(Path(ASSETS).resolve()), str(export_root())],
+        "blocked_paths": sorted({str(Path(p).expanduser().resolve()) for p in blocked if p}),
+    }
+
+
+def launch_options(settings: Settings | None = None) -> dict:
     """What every launch of this app passes (app.py and the tests)."""
     return {
         "show_error": True,
         "max_file_size": os.environ.get("EL_MAX_UPLOAD", "20mb"),
         "footer_links": ["api", "gradio"],
+        **served_paths(settings),
     }

@@ -1,9 +1,13 @@
 """The Explore tab: controls -> a cut of a slice -> per-pair and per-slice views.
 
 Events and their API names:
-- `/cut` (Run; also the page's load event with the default values): the whole view.
+- `/cut` (Run): the whole view.
 - `/pair`: another pair of the current run (no new cut).
 - `/overlay` and `/words` (undocumented): the overlay or the word views after a control change.
+- `/export`: the current run as downloads (cuts.npz, summary.json, figures.html).
+- `/load` (undocumented): the page load; the page URL's query parameters (a deep link, see
+  `share`) set the controls, and a view not held in memory is then run by the Run button.
+- `/link` (undocumented): the query string of the current controls (the Copy link button).
 
 Model and NCut work go through one shared concurrency pool (`MODEL_POOL`, one job at a time);
 the pair views only read arrays of a finished run and have their own pool.
@@ -11,29 +15,79 @@ Handlers take `gr.SelectData` / `gr.Progress` parameters, which Gradio finds by 
 default value: this module does not use `from __future__ import annotations`.
 """
 
+import contextlib
 import functools
+import inspect
+import os
 
 import gradio as gr
 
 from ..data import dataset_names
 from ..errors import UserError
+from . import export, share
 from . import views as V
 from .models import DEFAULT_CHOICE, model_choices
+from .privacy import redact
 from .upload import UPLOAD_DATASET, stage_upload
 
 MODEL_POOL = "model"  # concurrency_id shared by every event that loads a model or cuts
 VIEWS_POOL = "views"
+SET_BY_RUN = ("pair", "word", "eig")  # link values a run's own outputs set (with their choices)
+
+
+# Clicks the Run button when the hidden flag says a restored view (a deep link, a run from the
+# history) still has to be cut: the cut then goes through Run's own event and pool.
+RUN_IF_PENDING_JS = """(pending) => {
+    if (pending) setTimeout(() => document.querySelector('#el-run')?.click(), 50);
+}"""
+# Turns the query string from `/link` into the page's full address and copies it.
+COPY_LINK_JS = """(query) => {
+    const url = window.location.origin + window.location.pathname + (query || "");
+    try { navigator.clipboard.writeText(url).catch(() => {}); } catch (e) {}
+    return url;
+}"""
+
+
+def max_uploads(settings) -> int:
+    """The most images one upload run takes: EL_MAX_UPLOADS (default 32), at most EL_MAX_COUNT."""
+    return max(1, min(int(os.environ.get("EL_MAX_UPLOADS", 32)), settings.max_count))
+
+
+def _as_message(e: Exception) -> gr.Error | None:
+    """The Gradio message for an exception, or None to let it through as it is."""
+    if isinstance(e, UserError):
+        return gr.Error(redact(str(e)), print_exception=False)
+    if not isinstance(e, gr.Error) and redact(str(e)) != str(e):
+        return gr.Error(f"{type(e).__name__}: {redact(str(e))}", print_exception=False)
+    return None
+
+
+@contextlib.contextmanager
+def _messages():
+    try:
+        yield
+    except Exception as e:
+        shown = _as_message(e)
+        if shown is None:
+            raise
+        raise shown from None
 
 
 def user_errors(fn):
-    """Show a `UserError` as a Gradio error message (the app stays up); let bugs through."""
+    """Show a `UserError` as a Gradio error message (the app stays up); let bugs through, unless
+    their message would show a secret (then only the masked message goes out). Works on
+    generator handlers too."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def generator(*args, **kwargs):
+            with _messages():
+                yield from fn(*args, **kwargs)
+        return generator
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        try:
+        with _messages():
             return fn(*args, **kwargs)
-        except UserError as e:
-            raise gr.Error(str(e), print_exception=False) from e
 
     return wrapper
 
@@ -93,6 +147,20 @@ class ExploreTab:
                 self.run_button = gr.Button("Run", variant="primary", elem_id="el-run")
                 # progress and errors of a run show here, so the last good views stay visible
                 self.run_note = gr.Markdown("", label="Run", elem_id="el-run-note", min_height=48)
+                with gr.Accordion("Share and download", open=False):
+                    self.link_button = gr.Button("Copy link to this view", size="sm",
+                                                 elem_id="el-copy-link")
+                    self.link_box = gr.Textbox("", label="Link", interactive=False,
+                                               buttons=["copy"], elem_id="el-link")
+                    self.export_button = gr.Button("Prepare downloads", size="sm",
+                                                   elem_id="el-export")
+                    self.downloads = gr.File(
+                        file_count="multiple", interactive=False, elem_id="el-downloads",
+                        height=140, label="cuts.npz (eigenvectors, word scores), summary.json, "
+                              "figures.html")
+                # a restored view (deep link, history) waiting for Run; read by RUN_IF_PENDING_JS
+                self.pending = gr.Checkbox(False, visible="hidden", elem_id="el-link-pending")
+                self.restore = gr.State(None)  # {"pair", "word"} for the next Run to show
             with gr.Column(scale=3):
                 self.gallery = gr.Gallery(label="Pairs of the slice: click one", columns=8,
                                           height=230, allow_preview=False, object_fit="contain",
@@ -140,14 +208,30 @@ class ExploreTab:
         return [self.dataset, self.start, self.count, self.indices, self.model, self.mode,
                 self.n_eig, self.sharpness, self.clusters, self.seed, self.include_special,
                 self.patch_norm, self.crossed, self.all_captions, self.files, self.captions,
-                self.eig, self.source, self.bpe, self.show0]
+                self.eig, self.source, self.bpe, self.show0, self.restore]
 
     @property
     def run_outputs(self) -> list:
         return [self.state, self.run_note, self.status, self.banner, self.gallery, self.pair,
                 self.word, self.eig, self.overlay_plot, self.rgb_plot, self.word_plot,
                 self.affinity_plot, self.spectrum_plot, self.cluster_plot, self.top_table,
-                self.cluster_table, self.timings]
+                self.cluster_table, self.timings, self.restore]
+
+    @property
+    def link_controls(self) -> dict:
+        """Deep-link parameter -> the control it sets (`share.FIELDS` order)."""
+        return {"dataset": self.dataset, "start": self.start, "count": self.count,
+                "indices": self.indices, "model": self.model, "mode": self.mode,
+                "n_eig": self.n_eig, "sharpness": self.sharpness, "clusters": self.clusters,
+                "seed": self.seed, "special": self.include_special,
+                "patch_norm": self.patch_norm, "crossed": self.crossed,
+                "all_captions": self.all_captions, "pair": self.pair, "eig": self.eig,
+                "word": self.word, "overlay": self.source, "bpe": self.bpe, "show0": self.show0}
+
+    @property
+    def restore_outputs(self) -> list:
+        """The controls a restored view sets (pair, word and eig are set by the run itself)."""
+        return [c for name, c in self.link_controls.items() if name not in SET_BY_RUN]
 
     @property
     def pair_outputs(self) -> list:
@@ -185,63 +269,163 @@ class ExploreTab:
                           api_name="words" if i == 0 else None,
                           api_visibility="undocumented" if i == 0 else "private", **views)
 
+        self.link_button.click(
+            self.on_link, list(self.link_controls.values()), self.link_box, api_name="link",
+            api_visibility="undocumented", queue=False,
+        ).then(None, self.link_box, self.link_box, js=COPY_LINK_JS, queue=False)
+        self.export_button.click(
+            self.on_export, [self.state, self.pair, self.word, self.eig, self.source, self.bpe,
+                             self.show0], self.downloads, api_name="export",
+            api_description="The current run as files: cuts.npz, summary.json, figures.html.",
+            **views)
+
     def on_load(self, demo: gr.Blocks) -> None:
-        """The default view as soon as the page opens: prepared at start-up and held in memory,
-        so page loads use the views pool and do not queue behind another user's cut."""
-        demo.load(self.on_page_load, self.run_inputs, self.run_outputs,
-                  api_visibility="private", concurrency_id=VIEWS_POOL, concurrency_limit=4,
-                  show_progress_on=[self.run_note])
+        """The view as soon as the page opens: the default one (prepared at start-up and held in
+        memory), or the one the URL's query parameters ask for. Page loads use the views pool
+        and never cut: a linked view not in memory is run by clicking Run (RUN_IF_PENDING_JS),
+        so its cut goes through the model pool like any other."""
+        demo.load(
+            self.on_page_load, None, self.restore_outputs + self.run_outputs + [self.pending],
+            api_name="load", api_visibility="undocumented", concurrency_id=VIEWS_POOL,
+            concurrency_limit=4, show_progress_on=[self.run_note],
+        ).then(None, self.pending, None, js=RUN_IF_PENDING_JS, queue=False)
 
     # ------------------------------------------------------------------ handlers
 
-    @user_errors
-    def _handle_run(self, fresh, dataset, start, count, indices, model, mode, n_eig, sharpness,
-                    clusters, seed, include_special, patch_norm, crossed=False,
-                    all_captions=False, files=None, captions=None, eig=1, source="eigenvector",
-                    bpe=False, show0=False, progress=gr.Progress()):
-        explorer = self.explorer
-        if not explorer.wait_ready(0):
-            progress(0.0, desc="preparing the default view")
-            explorer.wait_ready()
+    def _request(self, dataset, start, count, indices, model, mode, n_eig, sharpness, clusters,
+                 seed, include_special, patch_norm, crossed=False, all_captions=False, files=None,
+                 captions=None) -> V.Request:
         data_path = None
         if dataset == UPLOAD_DATASET:
-            data_path = stage_upload(files, captions, explorer.settings.max_count)
+            data_path = stage_upload(files, captions, max_uploads(self.explorer.settings))
             if not (indices or "").strip() and isinstance(start, int | float) and \
                     0 <= start < len(files):  # a count past the last upload means "all of them"
                 count = min(count or 1, len(files) - int(start))
-        request = explorer.request(
+        return self.explorer.request(
             dataset=dataset, start=start, count=count, indices=indices, model=model, mode=mode,
             n_eig=n_eig, sharpness=sharpness, clusters=clusters, seed=seed,
             include_special=include_special, patch_norm=patch_norm, crossed=crossed,
             all_captions=all_captions, data_path=data_path)
-        report = lambda stage, f: progress(f, desc=stage)  # noqa: E731
-        # a Run cuts (or re-reads the cache); the page load shows the run held in memory
-        view = explorer.run(request, report) if fresh else explorer.view(request, report)
+
+    @user_errors
+    def on_run(self, dataset, start, count, indices, model, mode, n_eig, sharpness, clusters,
+               seed, include_special, patch_norm, crossed=False, all_captions=False, files=None,
+               captions=None, eig=1, source="eigenvector", bpe=False, show0=False, restore=None,
+               progress=gr.Progress()):
+        """Run: cut (or re-read from the cache) the slice the controls name."""
+        if not self.explorer.wait_ready(0):
+            progress(0.0, desc="preparing the default view")
+            self.explorer.wait_ready()
+        request = self._request(dataset, start, count, indices, model, mode, n_eig, sharpness,
+                                clusters, seed, include_special, patch_norm, crossed,
+                                all_captions, files, captions)
+        view = self.explorer.run(request, lambda stage, f: progress(f, desc=stage))
+        restore = restore or {}
+        return self._view_outputs(view, restore.get("pair", 0), restore.get("word"), eig, source,
+                                  bpe, show0)
+
+    def _view_outputs(self, view: V.RunView, pair, word, eig, source, bpe, show0) -> tuple:
+        """Every output of a run (`run_outputs`), showing `pair` and `word` where they exist."""
         for warning in V.warnings_to_show(view):
             gr.Warning(warning)
         k = view.run.result.n_eig
         eig = int(eig) if eig is not None and (0 if show0 else 1) <= int(eig) < k else 1
         source = source if source in V.OVERLAYS else "eigenvector"
-        figs = V.pair_figures(view, 0, V.ALL_WORDS, eig, source, bool(bpe), bool(show0))
+        pair = int(pair) if isinstance(pair, int | float) and 0 <= pair < view.n_pairs else 0
+        n_words = len(view.run.pairs[pair].words)
+        word = int(word) if isinstance(word, int | float) and 0 <= word < n_words else V.ALL_WORDS
+        figs = V.pair_figures(view, pair, word, eig, source, bool(bpe), bool(show0))
         return (
-            request,
+            view.request,
             V.run_note(view),
-            V.status_markdown(view, explorer),
+            V.status_markdown(view, self.explorer),
             V.banner_html(view),
             V.gallery_items(view),
             gr.update(choices=[(V.pair_label(view, p), p) for p in range(view.n_pairs)],
-                      value=0),
-            gr.update(choices=V.word_choices(view, 0), value=V.ALL_WORDS),
+                      value=pair),
+            gr.update(choices=V.word_choices(view, pair), value=word),
             gr.update(minimum=0 if show0 else 1, maximum=max(k - 1, 1), value=eig),
             figs["overlay"], figs["rgb"], figs["words"], figs["affinity"],
             V.spectrum_figure(view), V.cluster_figure(view),
             V.top_words_rows(view),
             V.cluster_rows(view),
             V.timings_markdown(view),
+            None,  # the restored pair and word are shown: forget them
         )
 
-    on_run = functools.partialmethod(_handle_run, True)
-    on_page_load = functools.partialmethod(_handle_run, False)
+    @property
+    def link_defaults(self) -> dict:
+        """The controls' initial values; the pair and word a run shows first (0, all words)."""
+        values = {name: control.value for name, control in self.link_controls.items()}
+        return {**values, "pair": 0, "word": V.ALL_WORDS}
+
+    def restore_values(self, values: dict) -> list:
+        """`restore_outputs` values for a dict of link values."""
+        return [values[name] for name in self.link_controls if name not in SET_BY_RUN]
+
+    def request_for(self, values: dict) -> V.Request:
+        """The Request a dict of link values names."""
+        return self.explorer.request(
+            dataset=values["dataset"], start=values["start"], count=values["count"],
+            indices=values["indices"], model=values["model"], mode=values["mode"],
+            n_eig=values["n_eig"], sharpness=values["sharpness"], clusters=values["clusters"],
+            seed=values["seed"], include_special=values["special"],
+            patch_norm=values["patch_norm"], crossed=values["crossed"],
+            all_captions=values["all_captions"])
+
+    @user_errors
+    def on_page_load(self, request: gr.Request, progress=gr.Progress()):
+        """The page's first view: the linked one when the URL has query parameters."""
+        params = dict(request.query_params) if request is not None else {}
+        values = self.link_defaults
+        if share.is_link(params):
+            try:
+                values = share.parse(params, values)
+                linked = self.request_for(values)
+            except UserError as e:
+                gr.Warning(f"This link cannot be opened: {e} Showing the default view.")
+                values = self.link_defaults
+            else:
+                if self.explorer.cached_view(linked) is None:
+                    return self._pending_outputs(values)
+        if not self.explorer.wait_ready(0):
+            progress(0.0, desc="preparing the default view")
+            self.explorer.wait_ready()
+        view = self.explorer.view(self.request_for(values),
+                                  lambda stage, f: progress(f, desc=stage))
+        outputs = self._view_outputs(view, values["pair"], values["word"], values["eig"],
+                                     values["overlay"], values["bpe"], values["show0"])
+        return (*self.restore_values(values), *outputs, False)
+
+    def _pending_outputs(self, values: dict) -> tuple:
+        """A linked view that is not in memory: set the controls, keep the pair and word for
+        the Run that RUN_IF_PENDING_JS clicks, and leave the views as they are until then."""
+        outputs = [gr.skip()] * len(self.run_outputs)
+        outputs[self.run_outputs.index(self.run_note)] = "Opening the linked view…"
+        outputs[self.run_outputs.index(self.eig)] = gr.update(
+            minimum=0 if values["show0"] else 1, maximum=max(int(values["n_eig"]) - 1, 1),
+            value=values["eig"])
+        outputs[self.run_outputs.index(self.restore)] = {"pair": values["pair"],
+                                                         "word": values["word"]}
+        return (*self.restore_values(values), *outputs, True)
+
+    def on_link(self, *values):
+        """The query string of a link to the current controls (the page adds its address)."""
+        return share.query(dict(zip(self.link_controls, values)), self.link_defaults)
+
+    @user_errors
+    def on_export(self, request, pair=0, word=V.ALL_WORDS, eig=1, source="eigenvector",
+                  bpe=False, show0=False):
+        """The session's run as downloads; figures.html holds the views as they are shown."""
+        view = self.explorer.view(request)
+        figs = V.pair_figures(view, pair, word, eig, source, bool(bpe), bool(show0))
+        figures = {"Patch map": figs["overlay"], "Eigenvectors as RGB": figs["rgb"],
+                   "Per-word eigenvector scores": figs["words"],
+                   "Raw affinities": figs["affinity"],
+                   "Eigenvalues and eigengaps": V.spectrum_figure(view),
+                   "k-way clusters": V.cluster_figure(view)}
+        title = f"engineered_latents: {V.run_title(view)}"
+        return export.cuts_files(view.run, figures, title)
 
     def _pair_views(self, view, pair, eig, source, bpe, show0):
         figs = V.pair_figures(view, pair, V.ALL_WORDS, eig, source, bool(bpe), bool(show0))

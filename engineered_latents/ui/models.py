@@ -87,3 +87,19 @@ def model_spec_for(
             "model in a folder listed in EL_MODEL_DIRS, or type a Hub id."
         )
     return ModelSpec(name=choice, patch_norm=patch_norm)
+
+
+def choice_for(name: str | None, default_model: str | None = None, env: dict | None = None) -> str:
+    """The dropdown value that means the model `name` (a run's recorded model): the reverse of
+    `model_spec_for`. A local folder outside EL_MODEL_DIRS is refused."""
+    if name is None or name == default_model or (default_model is None and name == DEFAULT_MODEL):
+        return DEFAULT_CHOICE
+    path = Path(name).expanduser()
+    if path.is_absolute() or path.exists():
+        real = str(path.resolve())
+        for label, folder in allowed_local_models(env).items():
+            if folder == real:
+                return LOCAL_PREFIX + label
+        raise UserError(f"That run used a local model ({path.name!r}) that is not in a folder "
+                        "listed in EL_MODEL_DIRS, so the page cannot load it.")
+    return name

@@ -22,7 +22,7 @@ def serve(default_model: str | None, directory: str | os.PathLike, max_count: in
     settings = Settings(cache_dir=env["EL_CACHE_DIR"], cache_size_gb=1, max_count=max_count)
     demo = build_app(default_model=default_model, settings=settings, preload_model=False)
     try:
-        _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_options())
+        _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings))
         demo.explorer.wait_ready(300)
         yield demo, url
     finally:

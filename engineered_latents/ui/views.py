@@ -33,6 +33,7 @@ from ..data import Example
 from ..errors import UserError
 from ..models import load_model, resolve_model
 from ..pipeline import CutsRun, compute_cuts, open_dataset
+from . import gpu
 from .models import model_spec_for
 
 log = logging.getLogger(__name__)
@@ -225,11 +226,16 @@ class Explorer:
         request = request or self.default_request()
         return self._runs.get(request) or self.run(request, progress)
 
+    def cached_view(self, request: Request) -> RunView | None:
+        """The run of `request` if it is held in memory (no cut, no cache read), else None."""
+        return self._runs.get(request)
+
     def _run(self, request: Request, progress: Progress | None = None) -> RunView:
         report = progress or (lambda stage, fraction: None)
-        run = compute_cuts(request.slice, request.cut, request.model, cache=self.cache,
-                           progress=lambda stage, f: report(stage, 0.9 * f),
-                           settings=self.settings)
+        # on a ZeroGPU Space the cut runs in a GPU worker process: no callback crosses over
+        scaled = None if gpu.enabled() else (lambda stage, f: report(stage, 0.9 * f))
+        run = gpu.call(compute_cuts, request.slice, request.cut, request.model, cache=self.cache,
+                       progress=scaled, settings=self.settings)
         report("preparing the views", 0.92)
         started = time.perf_counter()
         view = derive(run, request, self.cache)
@@ -624,6 +630,21 @@ def run_note(view: RunView) -> str:
     return f"{view.n_pairs} pairs, {run.result.eigvec.shape[0]} nodes: {how}{took}."
 
 
+def slice_where(sl) -> str:
+    """'0..7' or 'indices 3, 7, 9': which examples a slice is."""
+    if sl.indices:
+        return f"indices {', '.join(map(str, sl.indices[:8]))}{'…' if len(sl.indices) > 8 else ''}"
+    return f"{sl.start}..{sl.start + sl.count - 1}"
+
+
+def model_label(model) -> str:
+    """A resolved model's name as the page shows it: a local folder by its name only (no server
+    paths in the page)."""
+    if model.weights_id.startswith("local:"):
+        return os.path.basename(os.path.normpath(model.name))
+    return model.name
+
+
 def status_markdown(view: RunView | None, explorer: Explorer) -> str:
     size = explorer.cache_bytes() / 2**20
     cache_note = f"**cache** {size:.1f} MB" + ("" if explorer.cache.persistent else " (memory)")
@@ -632,20 +653,22 @@ def status_markdown(view: RunView | None, explorer: Explorer) -> str:
     run = view.run
     prov = run.provenance
     weights = "**DEMO weights (random)**" if run.demo_weights else "real weights"
-    sl = run.slice
-    where = (f"indices {', '.join(map(str, sl.indices[:8]))}{'…' if len(sl.indices) > 8 else ''}"
-             if sl.indices else f"{sl.start}..{sl.start + sl.count - 1}")
-    name = run.model.name
-    if run.model.weights_id.startswith("local:"):  # no server paths in the page
-        name = os.path.basename(os.path.normpath(name))
     parts = [
-        f"**model** {_md(name)} ({_md(run.model.weights_id)}), {weights}",
+        f"**model** {_md(model_label(run.model))} ({_md(run.model.weights_id)}), {weights}",
         f"**device** {_md(prov.get('device'))}, {_md(prov.get('dtype'))}",
-        f"**slice** {_md(sl.dataset)} {where}: {view.n_pairs} pairs, "
+        f"**slice** {_md(run.slice.dataset)} {slice_where(run.slice)}: {view.n_pairs} pairs, "
         f"{run.result.eigvec.shape[0]} nodes, {run.cut.mode}, {run.result.n_eig} eigenvectors",
         cache_note,
     ]
     return " · ".join(parts)
+
+
+def run_title(view: RunView) -> str:
+    """A one-line plain-text name of a run (titles of exported files, of loss figures)."""
+    run = view.run
+    demo = ", DEMO weights" if run.demo_weights else ""
+    return (f"{run.slice.dataset} {slice_where(run.slice)}, {view.n_pairs} pairs, "
+            f"{run.cut.mode}, {run.result.n_eig} eigenvectors, {model_label(run.model)}{demo}")
 
 
 def banner_html(view: RunView | None) -> str:

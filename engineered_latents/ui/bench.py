@@ -1,0 +1,296 @@
+"""The Benchmarks tab: live benchmark runs and the run history.
+
+- `/benchmark`: runs the picked benchmarks one after another with `benchmarks.run_benchmark`
+  (the CLI's generator) and yields the table and the bar chart after every batch; a finished
+  run is cached, so running it again shows its numbers at once.
+- `/bench_export`: the session's finished results as JSON (the CLI's `--json` contract) and the
+  chart as HTML.
+- The history panel lists `history.jsonl` of the cache directory (cuts and bench runs, newest
+  first); clicking a row restores it: a bench run here, a cuts run on the Explore tab.
+
+Benchmarks other than `demo` need their data: the Hub (gated ones with `HF_TOKEN`) or a local
+mirror under `EL_DATA_ROOT` (one folder per Hub repository, as the CLI's `--data-root`).
+"""
+
+import dataclasses
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import gradio as gr
+
+from .. import figures as F
+from .. import history
+from ..benchmarks import BENCHMARKS, REFERENCE_MODEL, BenchResult, run_benchmark
+from ..errors import UserError
+from . import export, gpu, share
+from . import views as V
+from .explore import MODEL_POOL, VIEWS_POOL, ExploreTab, user_errors
+from .models import DEFAULT_CHOICE, choice_for, model_choices, model_spec_for
+from .privacy import redact, scrub
+
+BENCH_HEADERS = ["benchmark", "metric", "value", "95% CI low", "95% CI high",
+                 "published (B/32)", "difference", "n", "status"]
+HISTORY_HEADERS = ["time", "kind", "model", "run", "numbers"]
+HISTORY_ROWS = 200
+# After a history row is restored: click the Run button of the tab that has to run it.
+RESTORE_JS = """(cuts, bench) => {
+    const id = cuts ? '#el-run' : bench ? '#el-bench-run' : null;
+    if (id) setTimeout(() => document.querySelector(id)?.click(), 50);
+}"""
+
+
+# ----------------------------------------------------------------------------- plain functions
+
+
+def data_path_for(name: str, env: dict | None = None) -> str | None:
+    """The local mirror of a benchmark's data under EL_DATA_ROOT, if there is one."""
+    root = (os.environ if env is None else env).get("EL_DATA_ROOT")
+    if not root or name not in BENCHMARKS:
+        return None
+    folder = Path(root).expanduser() / BENCHMARKS[name].hub_folder
+    return str(folder) if folder.is_dir() else None
+
+
+def result_status(result: BenchResult) -> str:
+    if result.from_cache:
+        return "from cache"
+    return "done" if result.done else f"running {result.n}/{result.total}"
+
+
+def bench_rows(results: dict[str, BenchResult]) -> list[list]:
+    """A row per (benchmark, metric): the live value, its 95% interval (when final), the
+    published reference for ViT-B/32 and the difference (only where comparable)."""
+    rows = []
+    for name, result in results.items():
+        published = BENCHMARKS[name].reference
+        for metric, value in result.metrics.items():
+            lo, hi = result.ci95.get(metric, (None, None))
+            diff = result.reference.get(metric)
+            rows.append([name, metric, value, lo, hi, published.get(metric),
+                         None if diff is None else round(value - diff, 2),
+                         result.n, result_status(result)])
+    return rows
+
+
+def bench_chart(results: dict[str, BenchResult]):
+    if not results:
+        return F.message_figure("Run a benchmark to see its scores here.")
+    labels, values, ci, published = [], [], [], []
+    for name, result in results.items():
+        for metric, value in result.metrics.items():
+            labels.append(f"{name}: {metric}")
+            values.append(value)
+            ci.append(tuple(result.ci95[metric]) if metric in result.ci95 else None)
+            published.append(BENCHMARKS[name].reference.get(metric))
+    models = sorted({r.model for r in results.values()})
+    title = [f"scores (%) with 95% intervals; published numbers are for {REFERENCE_MODEL}",
+             "model " + ", ".join(_model_name(m) for m in models)]
+    return F.bench_bars(labels, values, ci, published, title)
+
+
+def bench_note(results: dict[str, BenchResult], errors: list[str], pending: list[str]) -> str:
+    lines = []
+    for name, result in results.items():
+        what = f"**{name}**: {result.n}/{result.total} examples, {result_status(result)}"
+        if result.demo_weights:
+            what += " · **DEMO weights: the numbers mean nothing**"
+        lines.append(what)
+        for note in result.notes:
+            lines.extend(f"  - {V._md(k)}: {V._md(v)}" for k, v in note.items()
+                         if k != "warning")
+    lines += [f"**{name}**: waiting" for name in pending]
+    lines += [f"**error** {V._md(e)}" for e in errors]
+    return "\n".join(lines) or "Pick benchmarks and press Run."
+
+
+def _model_name(name: str) -> str:
+    return os.path.basename(os.path.normpath(name)) if os.path.isabs(name) else name
+
+
+def history_rows(records: list[dict]) -> list[list]:
+    """The history table, one row per record (in the order given)."""
+    rows = []
+    for r in records:
+        model = _model_name(str(r.get("model", ""))) + (" (demo weights)"
+                                                        if r.get("demo_weights") else "")
+        if r.get("kind") == "bench":
+            limit = (r.get("parameters") or {}).get("limit")
+            what = f"{r.get('benchmark')} n={r.get('n')}" + (f" (limit {limit})" if limit else "")
+            numbers = ", ".join(f"{k} {v}" for k, v in (r.get("metrics") or {}).items())
+        else:
+            params = r.get("parameters") or {}
+            sl, cut = params.get("slice") or {}, params.get("cut") or {}
+            where = V.slice_where(SimpleNamespace(indices=sl.get("indices"),
+                                                  start=sl.get("start") or 0,
+                                                  count=sl.get("count") or 0))
+            what = (f"{sl.get('dataset')} {where}, {cut.get('mode')}, {cut.get('n_eig')} eig, "
+                    f"{r.get('n_pairs')} pairs ({r.get('cache')})")
+            numbers = "eigenvalues " + " ".join(f"{v:.3f}" for v in r.get("eigenvalues") or [])
+        rows.append([str(r.get("time", "")), str(r.get("kind", "")), model, what, numbers])
+    return scrub(rows)
+
+
+def recent_history(cache_dir: str, limit: int = HISTORY_ROWS) -> list[dict]:
+    """The last `limit` runs, newest first."""
+    return history.read(cache_dir)[-limit:][::-1]
+
+
+# ----------------------------------------------------------------------------- the tab
+
+
+class BenchTab:
+    """Builds the tab inside the current Blocks; `tabs` is switched to Explore when a history
+    row restores a cuts run there."""
+
+    def __init__(self, explore: ExploreTab, tab: gr.Tab, tabs: gr.Tabs):
+        self.explore, self.explorer, self.tabs = explore, explore.explorer, tabs
+        self._layout()
+        self._wire(tab)
+
+    def _layout(self) -> None:
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=280):
+                self.names = gr.CheckboxGroup(
+                    list(BENCHMARKS), value=["demo"], label="Benchmarks", elem_id="el-bench-names",
+                    info="demo runs offline on the built-in slice; the others read the Hub "
+                         "(winoground needs HF_TOKEN on the server) or EL_DATA_ROOT")
+                self.limit = gr.Number(0, precision=0, minimum=0, label="Sample limit (0 = all)",
+                                       elem_id="el-bench-limit")
+                self.model = gr.Dropdown(
+                    model_choices(self.explorer.default_model), value=DEFAULT_CHOICE,
+                    allow_custom_value=True, label="Model", info="or type a Hub id",
+                    elem_id="el-bench-model")
+                with gr.Accordion("Advanced", open=False):
+                    self.batch_size = gr.Slider(1, 128, value=8, step=1, label="Batch size",
+                                                info="the table updates after every batch")
+                with gr.Row():
+                    self.run_button = gr.Button("Run", variant="primary", elem_id="el-bench-run")
+                    self.stop_button = gr.Button("Stop", variant="stop", elem_id="el-bench-stop")
+                self.note = gr.Markdown("Pick benchmarks and press Run.", elem_id="el-bench-note")
+                with gr.Accordion("Download", open=False):
+                    self.export_button = gr.Button("Prepare downloads", size="sm")
+                    self.downloads = gr.File(file_count="multiple", interactive=False,
+                                             height=140, label="benchmark.json, benchmark.html")
+            with gr.Column(scale=3):
+                self.table = gr.Dataframe(headers=BENCH_HEADERS, interactive=False, wrap=True,
+                                          label="Scores (%)", elem_id="el-bench-table")
+                self.chart = gr.Plot(label="Scores", elem_id="el-bench-chart")
+        gr.Markdown("### Run history\nEvery cuts and bench run on this server (newest first). "
+                    "Click a row to restore it: a benchmark here, a cut on the Explore tab.")
+        self.history_table = gr.Dataframe(headers=HISTORY_HEADERS, interactive=False, wrap=True,
+                                          max_height=360, label="History",
+                                          column_widths=["14%", "6%", "18%", "34%", "28%"],
+                                          elem_id="el-history")
+        with gr.Row():
+            self.refresh_button = gr.Button("Refresh", size="sm", elem_id="el-history-refresh")
+            self.history_note = gr.Markdown("", elem_id="el-history-note")
+        self.results = gr.State([])  # the session's final results, as JSON (for downloads)
+        self.records = gr.State([])  # the history rows shown, as recorded
+        self.pending = gr.Checkbox(False, visible="hidden", elem_id="el-bench-pending")
+
+    def _wire(self, tab: gr.Tab) -> None:
+        self.run_event = self.run_button.click(
+            self.on_bench, [self.names, self.limit, self.model, self.batch_size],
+            [self.note, self.table, self.chart, self.results], api_name="benchmark",
+            api_description="Run benchmarks; yields the table and chart after every batch.",
+            concurrency_id=MODEL_POOL, concurrency_limit=1, show_progress_on=[self.note])
+        self.run_event.then(self.on_history, None, [self.history_table, self.records],
+                            api_visibility="private", queue=False)
+        self.stop_button.click(None, cancels=[self.run_event], queue=False)
+        self.export_button.click(self.on_export, self.results, self.downloads,
+                                 api_name="bench_export", concurrency_id=VIEWS_POOL,
+                                 concurrency_limit=4)
+        for event in (tab.select, self.refresh_button.click):
+            event(self.on_history, None, [self.history_table, self.records], api_name=None,
+                  api_visibility="private", queue=False)
+        explore = self.explore
+        self.history_table.select(
+            self.on_history_pick, self.records,
+            [self.names, self.limit, self.model, self.pending, self.history_note, self.tabs,
+             explore.pending, explore.restore, *explore.restore_outputs],
+            api_visibility="private", queue=False,
+        ).then(None, [explore.pending, self.pending], None, js=RESTORE_JS, queue=False)
+
+    @user_errors
+    def on_bench(self, names, limit=0, model=DEFAULT_CHOICE, batch_size=8,
+                 progress=gr.Progress()):
+        names = [n for n in (names or []) if n]
+        if not names:
+            raise UserError("Pick at least one benchmark.")
+        unknown = [n for n in names if n not in BENCHMARKS]
+        if unknown:
+            raise UserError(f"Unknown benchmark {unknown[0]!r}: use {', '.join(BENCHMARKS)}.")
+        spec = dataclasses.replace(model_spec_for(model, self.explorer.default_model),
+                                   dtype="float32")
+        limit = None if not limit else V._as_int(limit, "Limit")
+        batch_size = V._as_int(batch_size, "Batch size")
+        if not 1 <= batch_size <= 512:
+            raise UserError(f"Batch size {batch_size}: use 1 to 512.")
+        results: dict[str, BenchResult] = {}
+        errors: list[str] = []
+        finals: list[dict] = []
+
+        def outputs(pending):
+            return (bench_note(results, errors, pending), bench_rows(results),
+                    bench_chart(results), finals)
+
+        for i, name in enumerate(names):
+            try:
+                for result in gpu.stream(run_benchmark, name, spec, limit, data_path_for(name),
+                                         self.explorer.cache, batch_size):
+                    results[name] = result
+                    progress(result.n / max(result.total, 1),
+                             desc=f"{name}: {result.n}/{result.total}")
+                    if result.done:
+                        finals.append(scrub(result.to_json()))
+                    yield outputs(names[i + 1:])
+            except UserError as e:
+                errors.append(f"{name}: {redact(str(e))}")
+                yield outputs(names[i + 1:])
+        if errors and not results:
+            raise UserError(" ".join(errors))
+
+    @user_errors
+    def on_export(self, results):
+        if not results:
+            raise UserError("Run a benchmark first: there is nothing to download yet.")
+        chart = bench_chart({r["benchmark"]: _as_result(r) for r in results})
+        return export.bench_files(results, {"Scores": chart}, "engineered_latents: benchmarks")
+
+    def on_history(self):
+        records = recent_history(self.explorer.cache.directory)
+        return history_rows(records), records
+
+    @user_errors
+    def on_history_pick(self, records, evt: gr.SelectData):
+        """A history row's run restored into the controls; the JS then presses Run."""
+        row = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
+        if not records or not 0 <= int(row) < len(records):
+            raise UserError("That history row is gone: press Refresh.")
+        record = records[int(row)]
+        explore = self.explore
+        choose = lambda name: choice_for(name, self.explorer.default_model)  # noqa: E731
+        if record.get("kind") == "bench":
+            name = record.get("benchmark")
+            if name not in BENCHMARKS:
+                raise UserError(f"Benchmark {name!r} is not known to this version.")
+            params = record.get("parameters") or {}
+            note = f"Restored the {name} run of {record.get('time')}."
+            if params.get("dtype") not in (None, "float32"):
+                note += f" It ran in {params['dtype']}; the page runs float32."
+            return ([name], params.get("limit") or 0, choose(record.get("model")), True, note,
+                    gr.skip(), False, gr.skip(), *[gr.skip()] * len(explore.restore_outputs))
+        values, notes = share.values_from_record(record, explore.link_defaults, choose)
+        note = f"Restored the cut of {record.get('time')} on the Explore tab."
+        if notes:
+            note += " The page cannot set: " + ", ".join(notes) + "."
+        return (gr.skip(), gr.skip(), gr.skip(), False, V._md(note),
+                gr.Tabs(selected="explore"), True, None, *explore.restore_values(values))
+
+
+def _as_result(record: dict) -> BenchResult:
+    """A BenchResult from its JSON (for redrawing the chart of exported results)."""
+    return BenchResult(record["benchmark"], record["model"], record["demo_weights"],
+                       record["n"], record["n"], record["metrics"], record.get("ci95") or {},
+                       record.get("reference") or {}, done=True)
