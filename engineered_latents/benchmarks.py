@@ -355,18 +355,23 @@ def _encode_chunk(chunk: Sequence[int], examples: list[Example], encode: Callabl
     return {**encode(lazy(), examples, lazy.classifier), "skipped": skipped}
 
 
+PARTIAL_REPORTS = 50  # at most this many partial results per run (each costs a summary)
+PARTIAL_RESAMPLES = 200  # bootstrap resamples of a partial result's interval (final: 1,000)
+
+
 def _report_now(bench: Benchmark, batch: int, total: int, batch_size: int) -> bool:
-    """Partial results after every batch, except retrieval (a full re-rank) about 20 times."""
-    if bench.kind != "retrieval":
-        return True
-    return batch % max(1, math.ceil(total / batch_size / 20)) == 0
+    """Partial results after every batch, or about `PARTIAL_REPORTS` (retrieval: 20, each a full
+    re-rank) times when there are more batches than that."""
+    reports = 20 if bench.kind == "retrieval" else PARTIAL_REPORTS
+    return batch % max(1, math.ceil(total / batch_size / reports)) == 0
 
 
 def _result(bench, model, batches, summarize, total, done, n_bootstrap) -> BenchResult:
+    """The numbers so far, with their 95% intervals (fewer resamples while running)."""
     values, hits, examples, extra = summarize(batches)
     n = sum(len(b["index"]) for b in batches)
-    ci = {k: list(metrics.bootstrap_ci(v, n_resamples=n_bootstrap)) for k, v in hits.items()} \
-        if done else {}
+    resamples = n_bootstrap if done else min(n_bootstrap, PARTIAL_RESAMPLES)
+    ci = {k: metrics.bootstrap_ci(v, n_resamples=resamples) for k, v in hits.items()}
     return BenchResult(bench.name, model.name, model.demo_weights, n, total,
                        {k: round(v, 2) for k, v in values.items()},
                        {k: [round(a, 2), round(b, 2)] for k, (a, b) in ci.items()},

@@ -149,3 +149,13 @@ def test_every_benchmark_names_its_metrics_and_reference(name):
                 "coco": {"t2i_r1", "t2i_r5", "t2i_r10", "i2t_r1", "i2t_r5", "i2t_r10"},
                 "imagenet": {"top1", "top5"}}[name]
     assert set(bench.reference) == expected
+
+
+def test_partial_results_carry_intervals_and_the_final_one_uses_all_resamples(tiny_clip,
+                                                                             tmp_path):
+    results = _final(run_benchmark("demo", el.ModelSpec(tiny_clip, dtype="float32"),
+                                   cache=el.Cache(tmp_path), batch_size=8))
+    for r in results:
+        assert set(r.ci95) == {"text", "image", "group"}
+        for name, (lo, hi) in r.ci95.items():
+            assert lo <= r.metrics[name] <= hi
