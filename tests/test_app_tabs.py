@@ -73,7 +73,9 @@ def test_benchmark_streams_and_ends_with_the_clis_numbers(server, tiny_clip, tmp
     tables = [dict(zip(BENCH_HEADERS, zip(*u[1]["data"]))) for u in updates]
     assert [t["status"][0] for t in tables] == ["running 4/16", "running 8/16",
                                                 "running 12/16", "done"]
-    assert all(lo is None for t in tables[:-1] for lo in t["95% CI low"])  # intervals at the end
+    for t in tables:  # every live number comes with its interval
+        assert all(lo <= v <= hi for lo, v, hi in zip(t["95% CI low"], t["value"],
+                                                       t["95% CI high"]))
     final = tables[-1]
     assert final["metric"] == ("text", "image", "group") and set(final["n"]) == {16}
     chart = _figure(updates[-1][2])
