@@ -10,18 +10,20 @@ A notebook needs one import:
 
 __version__ = "0.1.0"
 
-from . import losses  # noqa: E402
+from . import history, landscape, losses  # noqa: E402
+from .benchmarks import BENCHMARKS, run_benchmark  # noqa: E402
 from .cache import Cache  # noqa: E402
 from .config import CutSpec, ModelSpec, Settings, SliceSpec  # noqa: E402
 from .cuts import CutResult, kway_labels, run_ncut  # noqa: E402
-from .data import Example, dataset_names, get_dataset  # noqa: E402
+from .data import Example, dataset_names, describe_datasets, get_dataset  # noqa: E402
 from .errors import UserError  # noqa: E402
 from .models import DEFAULT_MODEL, load_model, resolve_model  # noqa: E402
 from .output import save, summary  # noqa: E402
-from .pipeline import CutsRun, compute_cuts  # noqa: E402
+from .pipeline import CutsRun, compute_cuts, cut_examples  # noqa: E402
 
 __all__ = [
-    "Cache", "CutResult", "losses", "CutSpec", "CutsRun", "DEFAULT_MODEL", "Example", "ModelSpec",
-    "Settings", "SliceSpec", "UserError", "compute_cuts", "dataset_names", "get_dataset",
-    "kway_labels", "load_model", "resolve_model", "run_ncut", "save", "summary",
+    "BENCHMARKS", "Cache", "CutResult", "CutSpec", "CutsRun", "DEFAULT_MODEL", "Example",
+    "ModelSpec", "Settings", "SliceSpec", "UserError", "compute_cuts", "cut_examples",
+    "dataset_names", "describe_datasets", "get_dataset", "history", "kway_labels", "landscape",
+    "load_model", "losses", "resolve_model", "run_benchmark", "run_ncut", "save", "summary",
 ]
