@@ -206,7 +206,8 @@ def _compute(model, model_spec, dataset, indices, slice_spec, cut_spec, cache, r
         examples = dataset.load(indices)
         if not examples:
             raise UserError(f"None of the {len(indices)} examples could be read: "
-                            + "; ".join(getattr(dataset, "warnings", [])))
+                            + "; ".join(getattr(dataset, "warnings", []))
+                            + " Use other examples, or replace the unreadable files.")
         if slice_spec.crossed_pairs:
             examples = [ex.crossed() for ex in examples]
     with _timed(timings, "load_model"):

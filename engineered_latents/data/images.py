@@ -99,6 +99,9 @@ def open_image(data: bytes, max_side: int = MAX_SIDE) -> Image.Image:
         raise ImageError(f"{e}; shrink the image before using it") from e
     except ImageError:
         raise
+    except Image.UnidentifiedImageError as e:  # its message names a BytesIO object: say more
+        raise ImageError("unreadable image: not a picture format PIL knows (not an image at "
+                         "all, or a corrupt or truncated file)") from e
     except Exception as e:  # noqa: BLE001 - PIL raises many types for broken files
         raise ImageError(f"unreadable image ({type(e).__name__}: {e})") from e
     return image

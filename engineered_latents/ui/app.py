@@ -13,6 +13,7 @@ from .bench import BenchTab
 from .explore import ExploreTab
 from .export import export_root
 from .loss import LossTab
+from .upload import upload_root
 from .views import Explorer
 
 TITLE = "Engineered latents: where CLIP puts each word"
@@ -95,7 +96,7 @@ def build_app(
 def served_paths(settings: Settings | None = None, env: dict | None = None) -> dict:
     """`allowed_paths` (assets/ and the export folder; Gradio adds its own temp directory) and
     `blocked_paths` (the cache, the Hugging Face home, model folders and data mirrors) for
-    launch()."""
+    launch(). `launch_options` also blocks the staged copies of users' uploads."""
     env = os.environ if env is None else env
     settings = settings or Settings.from_env()
     from huggingface_hub import constants
@@ -110,10 +111,14 @@ def served_paths(settings: Settings | None = None, env: dict | None = None) -> d
 
 
 def launch_options(settings: Settings | None = None) -> dict:
-    """What every launch of this app passes (app.py and the tests)."""
+    """What every launch of this app passes (app.py and the tests). Staged uploads sit in
+    Gradio's temp directory (which Gradio serves) but are blocked: one user's images are not
+    another's to fetch."""
+    paths = served_paths(settings)
+    paths["blocked_paths"] = [*paths["blocked_paths"], str(upload_root().resolve())]
     return {
         "show_error": True,
         "max_file_size": os.environ.get("EL_MAX_UPLOAD", "20mb"),
         "footer_links": ["api", "gradio"],
-        **served_paths(settings),
+        **paths,
     }

@@ -17,6 +17,7 @@ default value: this module does not use `from __future__ import annotations`.
 
 import contextlib
 import functools
+import html
 import inspect
 import os
 
@@ -27,7 +28,7 @@ from ..errors import UserError
 from . import export, share
 from . import views as V
 from .models import DEFAULT_CHOICE, model_choices
-from .privacy import redact
+from .privacy import hide_paths, redact
 from .upload import UPLOAD_DATASET, stage_upload
 
 MODEL_POOL = "model"  # concurrency_id shared by every event that loads a model or cuts
@@ -48,17 +49,39 @@ COPY_LINK_JS = """(query) => {
 }"""
 
 
+def eig_slider(n_eig: int, show0: bool, value) -> dict:
+    """The Eigenvector slider's update for a cut with `n_eig` eigenvectors. Gradio refuses a
+    slider whose minimum is not below its maximum, so a cut with only eigenvectors 0 and 1 gets
+    a fixed slider (1..2, not interactive) rather than an error."""
+    low = 0 if show0 else 1
+    return gr.update(minimum=low, maximum=max(int(n_eig) - 1, low + 1), value=value,
+                     interactive=int(n_eig) - 1 > low)
+
+
 def max_uploads(settings) -> int:
     """The most images one upload run takes: EL_MAX_UPLOADS (default 32), at most EL_MAX_COUNT."""
     return max(1, min(int(os.environ.get("EL_MAX_UPLOADS", 32)), settings.max_count))
 
 
+MESSAGE_LIMIT = 600  # characters of one message shown in the page (a caption may be long)
+
+
+def page_text(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """A message as the page may show it: secrets masked, server paths cut to their last
+    component, shortened, and HTML-escaped (Gradio renders its toasts as HTML, and a message
+    may echo what the user typed: a caption, a model id, a link's value)."""
+    text = hide_paths(redact(str(text)))
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return html.escape(text, quote=False)
+
+
 def _as_message(e: Exception) -> gr.Error | None:
     """The Gradio message for an exception, or None to let it through as it is."""
     if isinstance(e, UserError):
-        return gr.Error(redact(str(e)), print_exception=False)
+        return gr.Error(page_text(str(e)), print_exception=False)
     if not isinstance(e, gr.Error) and redact(str(e)) != str(e):
-        return gr.Error(f"{type(e).__name__}: {redact(str(e))}", print_exception=False)
+        return gr.Error(page_text(f"{type(e).__name__}: {e}"), print_exception=False)
     return None
 
 
@@ -327,7 +350,7 @@ class ExploreTab:
     def _view_outputs(self, view: V.RunView, pair, word, eig, source, bpe, show0) -> tuple:
         """Every output of a run (`run_outputs`), showing `pair` and `word` where they exist."""
         for warning in V.warnings_to_show(view):
-            gr.Warning(warning)
+            gr.Warning(page_text(warning))
         k = view.run.result.n_eig
         eig = int(eig) if eig is not None and (0 if show0 else 1) <= int(eig) < k else 1
         source = source if source in V.OVERLAYS else "eigenvector"
@@ -344,7 +367,7 @@ class ExploreTab:
             gr.update(choices=[(V.pair_label(view, p), p) for p in range(view.n_pairs)],
                       value=pair),
             gr.update(choices=V.word_choices(view, pair), value=word),
-            gr.update(minimum=0 if show0 else 1, maximum=max(k - 1, 1), value=eig),
+            eig_slider(k, show0, eig),
             figs["overlay"], figs["rgb"], figs["words"], figs["affinity"],
             V.spectrum_figure(view), V.cluster_figure(view),
             V.top_words_rows(view),
@@ -383,7 +406,8 @@ class ExploreTab:
                 values = share.parse(params, values)
                 linked = self.request_for(values)
             except UserError as e:
-                gr.Warning(f"This link cannot be opened: {e} Showing the default view.")
+                gr.Warning(page_text(f"This link cannot be opened: {e} Showing the default "
+                                     "view."))
                 values = self.link_defaults
             else:
                 if self.explorer.cached_view(linked) is None:
@@ -402,9 +426,8 @@ class ExploreTab:
         the Run that RUN_IF_PENDING_JS clicks, and leave the views as they are until then."""
         outputs = [gr.skip()] * len(self.run_outputs)
         outputs[self.run_outputs.index(self.run_note)] = "Opening the linked view…"
-        outputs[self.run_outputs.index(self.eig)] = gr.update(
-            minimum=0 if values["show0"] else 1, maximum=max(int(values["n_eig"]) - 1, 1),
-            value=values["eig"])
+        outputs[self.run_outputs.index(self.eig)] = eig_slider(values["n_eig"], values["show0"],
+                                                               values["eig"])
         outputs[self.run_outputs.index(self.restore)] = {"pair": values["pair"],
                                                          "word": values["word"]}
         return (*self.restore_values(values), *outputs, True)
@@ -452,7 +475,7 @@ class ExploreTab:
         view = self.explorer.view(request)
         k = view.run.result.n_eig
         eig = 1 if eig is None or (not show0 and int(eig) == 0) else int(eig)
-        return (gr.update(minimum=0 if show0 else 1, maximum=max(k - 1, 1), value=eig),
+        return (eig_slider(k, show0, eig),
                 V.overlay_figure(view, pair, word, eig, source),
                 V.rgb_figure(view, pair, bool(bpe)),
                 V.word_figure(view, pair, bool(bpe), bool(show0)))

@@ -232,7 +232,8 @@ class LossTab:
         figs = plane_figures(result, V.run_title(view))
         note = (f"k = {k} of 1..{top}; the eigengap heuristic picks k = "
                 f"{result['eigengap_k']}; CKA of the paired embeddings {result['cka']:.3f}.")
-        return (gr.update(maximum=top, value=k), note, figs["surface"], figs["contour"],
+        # Gradio refuses a slider whose minimum (1) is not below its maximum
+        return (gr.update(maximum=max(top, 2), value=k), note, figs["surface"], figs["contour"],
                 figs["k"], figs["noise"])
 
     @user_errors

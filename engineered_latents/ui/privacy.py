@@ -4,7 +4,10 @@
 environment only; `redact` replaces their values wherever text leaves the process (error
 messages, log records, exported files). `scrub` also shortens absolute paths that exist on the
 server (a local model's folder, a staged upload, a data mirror) to their last component in
-exported JSON; other text (a caption that starts with "/") is left as it is.
+exported JSON; other text (a caption that starts with "/") is left as it is. `hide_paths` does
+the same inside free text (error messages) for paths under the server's own folders
+(`private_roots`: the cache, Gradio's temp directory, model folders, data mirrors, the Hugging
+Face home), so a path the user typed elsewhere is still echoed as typed.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import tempfile
+from pathlib import Path
 
 SECRET_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_HUB_TOKEN", "HF_API_TOKEN")
 MASK = "***"
@@ -29,9 +34,73 @@ def secrets(env: dict | None = None) -> list[str]:
 
 
 def redact(text: str, env: dict | None = None) -> str:
+    """`text` with every secret value masked, and so is a secret's cut-off start (a message that
+    echoes the first 40 characters of what was typed must not show most of a token)."""
     for value in secrets(env):
-        text = text.replace(value, MASK)
+        text = _mask_starts(text.replace(value, MASK), value)
     return text
+
+
+def _mask_starts(text: str, secret: str) -> str:
+    least = min(len(secret), max(8, len(secret) // 2))
+    head = secret[:least]
+    if head not in text:
+        return text
+    out, i = [], 0
+    while (j := text.find(head, i)) >= 0:
+        k = least
+        while j + k < len(text) and k < len(secret) and text[j + k] == secret[k]:
+            k += 1
+        out += [text[i:j], MASK]
+        i = j + k
+    return "".join(out) + text[i:]
+
+
+_REGISTERED: set[str] = set()  # more private folders (the app's default model, when local)
+
+
+def register_private_path(path: str | os.PathLike | None) -> None:
+    """Hide `path` (a local default model's folder, say) in messages, as `private_roots` are."""
+    if path and Path(path).expanduser().exists():
+        _REGISTERED.add(str(path))
+
+
+def private_roots(env: dict | None = None) -> list[str]:
+    """The server's own folders whose paths never go to the page, longest first."""
+    env = os.environ if env is None else env
+    try:
+        from huggingface_hub import constants
+
+        hf_home = env.get("HF_HOME") or constants.HF_HOME
+    except ImportError:  # pragma: no cover - huggingface_hub is a requirement
+        hf_home = env.get("HF_HOME")
+    roots = [env.get("EL_CACHE_DIR") or "cache", env.get("EL_EXPORT_DIR"), env.get("EL_DATA_ROOT"),
+             env.get("EL_APP_MODEL"), hf_home,
+             env.get("GRADIO_TEMP_DIR") or os.path.join(tempfile.gettempdir(), "gradio"),
+             *env.get("EL_MODEL_DIRS", "").split(os.pathsep), *_REGISTERED]
+    found = set()
+    for root in filter(None, roots):
+        path = Path(root).expanduser()
+        if not path.is_absolute() and not path.exists():
+            continue  # a Hub id (EL_APP_MODEL) or a folder that is not there
+        for form in (str(path.absolute()), str(path.resolve())):
+            if len(form.rstrip("/\\")) > 1:
+                found.add(form.rstrip("/\\"))
+    return sorted(found, key=len, reverse=True)
+
+
+def hide_paths(text: str, env: dict | None = None) -> str:
+    """`text` with every path under a private root cut to its last component."""
+    roots = private_roots(env)
+    if not roots:
+        return text
+    pattern = "|".join(re.escape(r) + r"(?![\w-])(?:[/\\][^\s'\"`,;()\[\]<>]*)?"
+                       for r in roots)
+
+    def short(match: re.Match) -> str:
+        return os.path.basename(os.path.normpath(match.group(0))) or match.group(0)
+
+    return re.sub(pattern, short, text)
 
 
 def scrub(value, env: dict | None = None):

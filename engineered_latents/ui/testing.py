@@ -2,6 +2,8 @@
 
 Everything the server writes (Gradio's temp files, the cache) goes under `directory`; analytics
 are off; the default view is cut (with `default_model`) before the first request is answered.
+`auth` ((user, password)) asks for a login, as `app.py --auth` does; `warm_up=False` skips the
+default view (for tests that need the server, not a cut).
 """
 
 import os
@@ -13,16 +15,19 @@ from .app import build_app, launch_options
 
 
 @contextmanager
-def serve(default_model: str | None, directory: str | os.PathLike, max_count: int = 16):
+def serve(default_model: str | None, directory: str | os.PathLike, max_count: int = 16,
+          auth: tuple[str, str] | None = None, warm_up: bool = True):
     directory = Path(directory)
     env = {"GRADIO_TEMP_DIR": str(directory / "gradio"), "GRADIO_ANALYTICS_ENABLED": "False",
            "EL_CACHE_DIR": str(directory / "cache")}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     settings = Settings(cache_dir=env["EL_CACHE_DIR"], cache_size_gb=1, max_count=max_count)
-    demo = build_app(default_model=default_model, settings=settings, preload_model=False)
+    demo = build_app(default_model=default_model, settings=settings, warm_up=warm_up,
+                     preload_model=False)
     try:
-        _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(settings))
+        _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, auth=auth,
+                                **launch_options(settings))
         demo.explorer.wait_ready(300)
         yield demo, url
     finally:

@@ -33,7 +33,7 @@ from ..data import Example
 from ..errors import UserError
 from ..models import load_model, resolve_model
 from ..pipeline import CutsRun, compute_cuts, open_dataset
-from . import gpu
+from . import gpu, privacy
 from .models import model_spec_for
 
 log = logging.getLogger(__name__)
@@ -108,10 +108,14 @@ def parse_request(
         count=_as_int(count, "Count"), indices=chosen, data_path=data_path,
         crossed_pairs=bool(crossed), all_captions=bool(all_captions),
     )
+    k = _as_int(n_eig, "Eigenvectors")
     cut = CutSpec(
-        mode=str(mode or "scalar"), n_eig=_as_int(n_eig, "Eigenvectors"),
-        seed=_as_int(seed, "Seed"), include_special=bool(include_special),
-        clusters=_as_int(clusters, "Clusters"), sharpness=sharp,
+        mode=str(mode or "scalar"), n_eig=k, seed=_as_int(seed, "Seed"),
+        include_special=bool(include_special), clusters=_as_int(clusters, "Clusters"),
+        sharpness=sharp,
+        # the page has no RGB control: with fewer than 4 eigenvectors the RGB view repeats the
+        # last one (the same as the views do), instead of an error about a hidden setting
+        rgb=tuple(min(c, max(k - 1, 0)) for c in CutSpec().rgb),
     )
     return Request(slice_spec, cut, model_spec_for(model, default_model, bool(patch_norm)))
 
@@ -169,6 +173,7 @@ class Explorer:
         self.cache = cache or Cache(self.settings.cache_dir,
                                     int(self.settings.cache_size_gb * 2**30))
         self._runs = _LRU(max_runs)
+        privacy.register_private_path(default_model)  # a local default: no path in messages
         self._ready = threading.Event()
         self._ready.set()
         self.startup: dict = {}
@@ -232,6 +237,10 @@ class Explorer:
 
     def _run(self, request: Request, progress: Progress | None = None) -> RunView:
         report = progress or (lambda stage, fraction: None)
+        staged = request.slice.data_path
+        if request.slice.dataset == "upload" and staged and not os.path.isdir(staged):
+            raise UserError("Your uploaded images are no longer on the server (uploads are "
+                            "removed an hour after their last run): upload them again and Run.")
         # on a ZeroGPU Space the cut runs in a GPU worker process: no callback crosses over
         scaled = None if gpu.enabled() else (lambda stage, f: report(stage, 0.9 * f))
         run = gpu.call(compute_cuts, request.slice, request.cut, request.model, cache=self.cache,
@@ -292,8 +301,9 @@ def _load_examples(run: CutsRun, cache: Cache | None) -> dict[int, Example]:
     examples = {ex.index: ex for ex in dataset.load(indices)}
     missing = sorted({p.example for p in run.pairs} - set(examples))
     if missing:
-        raise UserError(f"Examples {missing[:5]} of this slice cannot be read any more; "
-                        "run the slice again.")
+        why = " ".join(getattr(dataset, "warnings", [])) or "they cannot be read any more."
+        raise UserError(f"Examples {missing[:5]} of this slice cannot be shown: {why} Pick "
+                        "other examples, or replace the files.")
     return examples
 
 
