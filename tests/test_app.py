@@ -1,13 +1,13 @@
 """The app through its API: gradio_client against a server launched in-process (tiny model)."""
 
-import base64
 import json
 
 import numpy as np
-import plotly.io as pio
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
+from plotly_helpers import array as _array
+from plotly_helpers import figure
 
 from engineered_latents.ui import views as V
 from engineered_latents.ui.testing import serve
@@ -38,15 +38,7 @@ def _named(result, names):
 
 def _figure(output):
     assert output["type"] == "plotly"
-    return pio.from_json(output["plot"])
-
-
-def _array(value) -> np.ndarray:
-    """A plotly array as numpy: plotly >= 6 sends arrays as typed buffers ({dtype, bdata})."""
-    if isinstance(value, dict) and "bdata" in value:
-        shape = [int(n) for n in str(value.get("shape", "-1")).split(",")]
-        return np.frombuffer(base64.b64decode(value["bdata"]), value["dtype"]).reshape(shape)
-    return np.asarray(value)
+    return figure(output)
 
 
 def _z(output, trace=0):

@@ -10,10 +10,11 @@ from types import SimpleNamespace
 
 import httpx
 import numpy as np
-import plotly.io as pio
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
+from plotly_helpers import array as _array
+from plotly_helpers import figure as _figure
 
 from engineered_latents import landscape, losses
 from engineered_latents.ui.bench import BENCH_HEADERS
@@ -40,17 +41,6 @@ def _client(server, **params):
     return Client(server[1], verbose=False, download_files=False, **kwargs)
 
 
-def _figure(output):
-    return pio.from_json(output["plot"])
-
-
-def _array(value) -> np.ndarray:
-    import base64
-
-    if isinstance(value, dict) and "bdata" in value:
-        shape = [int(n) for n in str(value.get("shape", "-1")).split(",")]
-        return np.frombuffer(base64.b64decode(value["bdata"]), value["dtype"]).reshape(shape)
-    return np.asarray(value)
 
 
 def _fetch(url: str) -> bytes:

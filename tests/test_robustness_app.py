@@ -3,7 +3,6 @@ gets a message that says what happened and what to do, the app keeps answering, 
 stays intact (a slice cut before every case is still answered from the cache after it).
 The library and CLI side of the same cases is in test_robustness_cli.py."""
 
-import base64
 import io
 import json
 import os
@@ -13,11 +12,12 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import plotly.io as pio
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
+from plotly_helpers import array as _array
+from plotly_helpers import figure as _figure
 
 from engineered_latents.ui import upload as up
 from engineered_latents.ui.testing import serve
@@ -89,16 +89,6 @@ def _upload(client, paths, captions=None, **kwargs):
                 captions=captions, **{**SMALL, **kwargs})
 
 
-def _figure(output):
-    return pio.from_json(output["plot"])
-
-
-def _array(value) -> np.ndarray:
-    """A plotly array as numpy (plotly >= 6 sends typed buffers: {dtype, bdata, shape})."""
-    if isinstance(value, dict) and "bdata" in value:
-        shape = [int(n) for n in str(value.get("shape", "-1")).split(",")]
-        return np.frombuffer(base64.b64decode(value["bdata"]), value["dtype"]).reshape(shape)
-    return np.asarray(value)
 
 
 # ----------------------------------------------------------------------------- slices
