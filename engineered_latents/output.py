@@ -31,7 +31,8 @@ def summary(run: CutsRun, n_top: int = 5) -> dict:
         "n_pairs": len(run.pairs),
         "eigenvalues": [round(float(v), 6) for v in result.eigval],
         "trivial_eigenvector": "eigenvector 0 (eigenvalue ~1) is constant: views start from 1",
-        "top_words": {str(e): run.top_words(e, n_top) for e in range(1, min(result.n_eig, 6))},
+        "top_words": {str(e): words for e, words in
+                      run.top_words_all(n_top, range(1, min(result.n_eig, 6))).items()},
         "clusters": {"k": run.cut.clusters, "sizes": run.cluster_sizes()},
         "pairs": [
             {

@@ -91,12 +91,20 @@ class CutsRun:
 
     def top_words(self, eig: int, n: int = 5) -> dict[str, list[str]]:
         """The words scoring highest and lowest on eigenvector `eig`, averaged over the slice."""
-        totals: dict[str, list[float]] = {}
+        return self.top_words_all(n, [eig])[eig]
+
+    def top_words_all(self, n: int = 5, eigs=None) -> dict[int, dict[str, list[str]]]:
+        """`top_words` for several eigenvectors (default 1..k-1) in one pass over the pairs:
+        each word's scores averaged over its occurrences (case-folded), then ranked."""
+        totals: dict[str, list[np.ndarray]] = {}
         for p, info in enumerate(self.pairs):
-            for word, score in zip(info.words, self.word_level_scores(p)[:, eig]):
-                totals.setdefault(word.lower(), []).append(float(score))
-        ranked = sorted(totals, key=lambda w: np.mean(totals[w]))
-        return {"high": ranked[::-1][:n], "low": ranked[:n]}
+            for word, row in zip(info.words, self.word_level_scores(p)):
+                totals.setdefault(word.lower(), []).append(row)
+        words = list(totals)
+        means = np.stack([np.mean(totals[w], axis=0, dtype=np.float64) for w in words])  # [w, k]
+        eigs = range(1, self.result.n_eig) if eigs is None else eigs
+        ranked = {e: [words[i] for i in np.argsort(means[:, e], kind="stable")] for e in eigs}
+        return {e: {"high": r[::-1][:n], "low": r[:n]} for e, r in ranked.items()}
 
     def cluster_sizes(self) -> list[int]:
         return np.bincount(self.result.labels, minlength=self.cut.clusters).tolist()

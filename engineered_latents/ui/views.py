@@ -290,7 +290,7 @@ def derive(run: CutsRun, request: Request, cache: Cache | None) -> RunView:
         request=request, run=run, grid=grid,
         affinities=_affinities(run, request, pair_images, cache),
         word_levels=word_levels, patch_rgb=rgb, token_rgb=token_rgb,
-        top_words=_top_words(run, word_levels), clusters=_clusters(run),
+        top_words=_top_words(run), clusters=_clusters(run),
         images={(p.example, p.image): display_crop(im) for p, im in zip(run.pairs, pair_images)},
     )
 
@@ -346,20 +346,10 @@ def _cached_features(run, settings, kind: str, items: Sequence[str], cache) -> l
     return None if any(v is None for v in values) else values
 
 
-def _top_words(run: CutsRun, word_levels) -> list[tuple[int, float, list[str], list[str]]]:
-    """`CutsRun.top_words` for every eigenvector in one pass (same ranking rule)."""
-    totals: dict[str, list[np.ndarray]] = {}
-    for info, scores in zip(run.pairs, word_levels):
-        for word, row in zip(info.words, scores):
-            totals.setdefault(word.lower(), []).append(row)
-    words = list(totals)
-    means = np.stack([np.mean(totals[w], axis=0) for w in words])  # [unique words, k]
-    rows = []
-    for e in range(1, run.result.n_eig):
-        ranked = sorted(range(len(words)), key=lambda i: means[i, e])
-        rows.append((e, float(run.result.eigval[e]), [words[i] for i in ranked[::-1][:5]],
-                     [words[i] for i in ranked[:5]]))
-    return rows
+def _top_words(run: CutsRun) -> list[tuple[int, float, list[str], list[str]]]:
+    """(eigenvector, eigenvalue, highest words, lowest words) for every eigenvector but 0."""
+    return [(e, float(run.result.eigval[e]), words["high"], words["low"])
+            for e, words in run.top_words_all(5).items()]
 
 
 def _clusters(run: CutsRun, n_words: int = 6) -> list[dict]:
