@@ -120,7 +120,7 @@ def _tokens(lm: LoadedModel, captions: list[str]) -> tuple[dict, list[bool]]:
     tok = lm.tokenizer
     enc = tok(captions, padding=True, truncation=True, max_length=tok.model_max_length,
               return_tensors="pt", return_offsets_mapping=True)
-    return enc, [_is_truncated(tok, c) for c in captions]
+    return enc, [bool(e.overflowing) for e in enc.encodings]  # cut tokens land in overflowing
 
 
 def _hidden(output, layer: int | None) -> torch.Tensor:
@@ -169,10 +169,6 @@ def _text_forward(
             tokens[i, :n].cpu().numpy(), pooled[i].cpu().numpy(), truncated[i],
         ))
     return result
-
-
-def _is_truncated(tokenizer, caption: str) -> bool:
-    return len(tokenizer(caption, truncation=False)["input_ids"]) > tokenizer.model_max_length
 
 
 def _normalize(x: torch.Tensor) -> torch.Tensor:
