@@ -171,20 +171,31 @@ def _check_is_clip(config: Path, name: str) -> None:
         )
 
 
-def fingerprint_dir(path: Path, full_hash_below: int = 64 << 20) -> str:
-    """A content fingerprint of a model directory: small files hashed whole, large ones sampled."""
+def fingerprint_dir(path: Path) -> str:
+    """A content fingerprint of a model directory: small files hashed whole, large ones sampled.
+
+    Hashed once per state of the folder (names, sizes, mtimes), so resolving the same local
+    model on every run costs a few stat calls.
+    """
+    files = sorted(p for p in Path(path).rglob("*") if p.is_file())
+    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    return _hash_files(Path(path), stamp)
+
+
+@lru_cache(maxsize=32)
+def _hash_files(path: Path, stamp: tuple, full_hash_below: int = 64 << 20) -> str:
     digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        stat = file.stat()
-        digest.update(f"{file.relative_to(path)}:{stat.st_size}".encode())
+    for name, size, mtime_ns in stamp:
+        file = Path(name)
+        digest.update(f"{file.relative_to(path)}:{size}".encode())
         with file.open("rb") as fh:
-            if stat.st_size <= full_hash_below:
+            if size <= full_hash_below:
                 digest.update(fh.read())
             else:  # head, tail and mtime: cheap, and any rewrite changes the mtime
                 digest.update(fh.read(1 << 20))
                 fh.seek(-(1 << 20), os.SEEK_END)
                 digest.update(fh.read())
-                digest.update(str(stat.st_mtime_ns).encode())
+                digest.update(str(mtime_ns).encode())
     return digest.hexdigest()[:16]
 
 
@@ -252,15 +263,8 @@ def toy_resolved() -> ResolvedModel:
     """The offline fallback: the toy CLIP under assets/toy_clip (random weights if missing)."""
     if not (TOY_DIR / "config.json").is_file():
         return demo_resolved()
-    stamp = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns)
-                  for f in sorted(TOY_DIR.iterdir()) if f.is_file())
-    return ResolvedModel(DEFAULT_MODEL, f"toy-{_toy_fingerprint(stamp)}", str(TOY_DIR), True,
+    return ResolvedModel(DEFAULT_MODEL, f"toy-{fingerprint_dir(TOY_DIR)}", str(TOY_DIR), True,
                          TOY_WARNING)
-
-
-@lru_cache(maxsize=4)
-def _toy_fingerprint(stamp: tuple) -> str:  # hashed once per change of the folder's files
-    return fingerprint_dir(TOY_DIR)
 
 
 def hub_offline(timeout: float = 2.0) -> bool:
