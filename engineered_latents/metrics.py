@@ -368,8 +368,100 @@ def bootstrap_ci(
 
 
 __all__ = [
-    "bootstrap_ci", "retrieval_hits", "retrieval_ranks", "retrieval_recall", "topk_accuracy",
+    "bootstrap_ci", "mcnemar_p", "paired", "paired_bootstrap_ci", "retrieval_hits",
+    "retrieval_ranks", "retrieval_recall", "topk_accuracy",
     "topk_hits", "whatsup_accuracy", "whatsup_correct", "whatsup_group_accuracy",
     "whatsup_group_hits", "winoground_by_tag", "winoground_hits", "winoground_scores",
     "zero_shot_classifier",
 ]
+
+
+# --------------------------------------------------------------------------- paired statistics
+
+
+def _paired_arrays(a: ArrayLike, b: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Two per-item result arrays of the same items, as float64 ``[n]`` each."""
+    x = np.asarray(a, dtype=np.float64).reshape(-1)
+    y = np.asarray(b, dtype=np.float64).reshape(-1)
+    if x.shape != y.shape:
+        raise ValueError(f"paired results need the same items: {len(x)} vs {len(y)} values.")
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("paired values must be finite.")
+    return x, y
+
+
+def paired_bootstrap_ci(
+    a: ArrayLike,
+    b: ArrayLike,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    scale: float = 100.0,
+) -> tuple[float, float]:
+    """Paired percentile bootstrap interval for ``scale * (mean(b) - mean(a))``.
+
+    ``a[i]`` and ``b[i]`` are two models' results on the same item i. Each resample draws n item
+    indices with replacement (``numpy.random.default_rng(seed)``) and takes both models' results on
+    those same items, so the interval reflects the per-item difference ``b - a``. n=0 gives
+    ``(nan, nan)``.
+    """
+    x, y = _paired_arrays(a, b)
+    return bootstrap_ci(y - x, n_resamples=n_resamples, seed=seed, alpha=alpha, scale=scale)
+
+
+def mcnemar_p(a: ArrayLike, b: ArrayLike) -> float:
+    """Exact McNemar p-value of two models' per-item correctness (bool ``[n]`` each).
+
+    Only the discordant items count: ``n10`` where only a is right, ``n01`` where only b is. Under
+    the null each discordant item is a fair coin, so p is the two-sided exact binomial test of
+    ``n10`` successes in ``n10 + n01`` trials at 0.5: ``min(1, 2 * P(X <= min(n10, n01)))``.
+    No discordant item gives p = 1.
+    """
+    x, y = _paired_arrays(a, b)
+    if not (np.isin(x, (0, 1)).all() and np.isin(y, (0, 1)).all()):
+        raise ValueError("McNemar needs per-item correctness (booleans or 0/1).")
+    n10 = int(np.sum((x == 1) & (y == 0)))
+    n01 = int(np.sum((x == 0) & (y == 1)))
+    n = n10 + n01
+    if n == 0:
+        return 1.0
+    from scipy.stats import binom
+
+    return float(min(1.0, 2.0 * binom.cdf(min(n10, n01), n, 0.5)))
+
+
+def paired(
+    hits_a: dict[str, ArrayLike],
+    hits_b: dict[str, ArrayLike],
+    item_ids: dict[str, Sequence] | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """Paired comparison per metric of model a (the reference) and model b on the same items.
+
+    ``hits_a[m]`` and ``hits_b[m]`` are per-item correctness (bool ``[n_m]``) of the same items in
+    the same order; ``item_ids[m]`` names the items (default: their positions). Returns per metric
+    ``{"difference", "ci95", "p_value", "n_discordant", "a_only", "b_only", "n"}``: the difference
+    ``b - a`` in points, its paired bootstrap 95% interval (:func:`paired_bootstrap_ci`), the exact
+    McNemar p-value (:func:`mcnemar_p`), and the ids of the items only a / only b gets right.
+    """
+    if set(hits_a) != set(hits_b):
+        raise ValueError(f"metrics differ: {sorted(hits_a)} vs {sorted(hits_b)}.")
+    out = {}
+    for name in hits_a:
+        x = np.asarray(hits_a[name], dtype=bool).reshape(-1)
+        y = np.asarray(hits_b[name], dtype=bool).reshape(-1)
+        if x.shape != y.shape:
+            raise ValueError(f"{name}: {len(x)} vs {len(y)} items; pair only the same items.")
+        ids = list(item_ids[name]) if item_ids and name in item_ids else list(range(len(x)))
+        if len(ids) != len(x):
+            raise ValueError(f"{name}: {len(ids)} ids for {len(x)} items.")
+        lo, hi = paired_bootstrap_ci(x, y, n_resamples=n_resamples, seed=seed)
+        diff = float(100.0 * (y.mean() - x.mean())) if len(x) else float("nan")
+        out[name] = {
+            "difference": diff, "ci95": [lo, hi], "p_value": mcnemar_p(x, y),
+            "n_discordant": int(np.sum(x != y)),
+            "a_only": [ids[i] for i in np.flatnonzero(x & ~y)],
+            "b_only": [ids[i] for i in np.flatnonzero(~x & y)], "n": int(len(x)),
+        }
+    return out
