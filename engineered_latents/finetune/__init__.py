@@ -1,0 +1,24 @@
+"""Fine-tuning CLIP with the alignment losses: `TrainSpec` + `fit`, and the `train` command.
+
+- `losses`: the research's losses in torch (a contract for outside tools) and the weighted-sum
+  parser (`"contrastive+0.1*cluster"`).
+- `spec`: `TrainSpec`, every option of a run.
+- `loop`: the training loop under HF Accelerate (`fit(spec)`).
+- `cli`: the `train` subcommand.
+"""
+
+from __future__ import annotations
+
+__all__ = ["TrainSpec", "fit"]
+
+
+def __getattr__(name: str):
+    if name == "TrainSpec":
+        from .spec import TrainSpec
+
+        return TrainSpec
+    if name == "fit":
+        from .loop import fit
+
+        return fit
+    raise AttributeError(name)
