@@ -5,11 +5,12 @@ them an identity for cache keys: `<hub id>@<commit sha>`, `local:<fingerprint>`,
 `toy-<fingerprint>` or `demo-seed-N`. `load_model` loads them once per process and device.
 
 Offline fallback: when the default model is neither in the local Hugging Face cache nor
-downloadable, a toy CLIP trained on the demo's synthetic shapes (`assets/toy_clip/`, see
-`engineered_latents.toy`) is used ("demo weights", identity `toy-<fingerprint>`); only if that
-folder is missing, the ViT-B/32 architecture with seeded random weights (`demo_resolved()`, also
-what the performance command measures). Results say so everywhere.
-A model the user named explicitly never falls back silently: it is an error.
+downloadable, a toy CLIP trained on the demo's synthetic shapes (package data
+`engineered_latents/assets/toy_clip/`, see `engineered_latents.toy`) is used ("demo weights",
+identity `toy-<fingerprint>`); only if that folder is missing, the ViT-B/32 architecture with
+seeded random weights (`demo_resolved()`, also what the performance command measures).
+Results say so everywhere. A model the user named explicitly never falls back silently: it is
+an error.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 DEMO_SEED = 0
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ASSETS = Path(__file__).resolve().parent / "assets"  # package data
 BPE_VOCAB = ASSETS / "clip_bpe" / "bpe_simple_vocab_16e6.txt.gz"
 DEMO_WARNING = (
     "DEMO WEIGHTS: the real model could not be loaded (no network and not in the local cache), "
@@ -260,7 +261,7 @@ def demo_resolved(seed: int = DEMO_SEED) -> ResolvedModel:
 
 
 def toy_resolved() -> ResolvedModel:
-    """The offline fallback: the toy CLIP under assets/toy_clip (random weights if missing)."""
+    """The offline fallback: the toy CLIP in the package data (random weights if missing)."""
     if not (TOY_DIR / "config.json").is_file():
         return demo_resolved()
     return ResolvedModel(DEFAULT_MODEL, f"toy-{fingerprint_dir(TOY_DIR)}", str(TOY_DIR), True,

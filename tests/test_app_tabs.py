@@ -245,7 +245,7 @@ def test_downloads_contain_the_view(server, tiny_clip):
 def test_only_assets_exports_and_gradio_temp_are_served(server, tiny_clip):
     demo, url = server
     base = url.rstrip("/") + "/gradio_api/file="
-    assets = ROOT / "assets" / "imagenet_openai.json"
+    assets = ROOT / "engineered_latents" / "assets" / "imagenet_openai.json"
     assert httpx.get(base + str(assets)).status_code == 200
     cache_dir = Path(demo.explorer.cache.directory)
     secret_files = [ROOT / "README.md", ROOT / "app.py", Path(tiny_clip) / "config.json",

@@ -135,7 +135,8 @@ def test_the_images_command_serves_the_app(tiny_clip, tmp_path):
     from gradio_client import Client
 
     app_dir = _build_context(tmp_path / "app")
-    assert (app_dir / "app.py").is_file() and (app_dir / "assets" / "clip_bpe").is_dir()
+    assert (app_dir / "app.py").is_file()
+    assert (app_dir / "engineered_latents" / "assets" / "clip_bpe").is_dir()
     assert not (app_dir / ".git").exists() and not (app_dir / "cache").exists()
     data = tmp_path / "data"
     env = {k: v.replace("/data", str(data)) for k, v in image_env().items()}

@@ -67,7 +67,7 @@ def _png(path: Path, colour=(200, 30, 30)) -> Path:
 def test_only_assets_exports_and_gradio_files_are_served(server, tiny_clip, tmp_path):
     demo, url = server
     client = _client(server)
-    assets = ROOT / "assets" / "imagenet_openai.json"
+    assets = ROOT / "engineered_latents" / "assets" / "imagenet_openai.json"
     assert httpx.get(_file_url(server, str(assets))).status_code == 200
     client.predict(start=1, count=1, n_eig=6, clusters=3, api_name="/cut")
     exported = client.predict(0, -1, api_name="/export")
@@ -81,9 +81,9 @@ def test_only_assets_exports_and_gradio_files_are_served(server, tiny_clip, tmp_
                str(cache_dir / "history.jsonl"), str(Path(tiny_clip) / "config.json"),
                str(ROOT / "app.py"), "/etc/passwd", "/proc/self/environ",
                # traversal out of an allowed folder, plain and encoded
-               f"{assets.parent}/../README.md", f"{assets.parent}/%2e%2e/README.md",
-               f"{assets.parent}/./../app.py", f"{assets.parent}/../../../../../etc/passwd",
-               quote(f"{assets.parent}/../README.md", safe=""),
+               f"{assets.parent}/../models.py", f"{assets.parent}/%2e%2e/models.py",
+               f"{assets.parent}/./../../app.py", f"{assets.parent}/../../../../../etc/passwd",
+               quote(f"{assets.parent}/../models.py", safe=""),
                f"{up.upload_root()}/../el_uploads/{staged.parent.name}/000_mine.png",
                "../../etc/passwd", "..%2F..%2Fetc%2Fpasswd", "//etc/passwd", "file:///etc/passwd",
                "~/.bashrc"]
@@ -171,7 +171,7 @@ def test_auth_is_required_when_set(tiny_clip, tmp_path):
     login = ("reviewer", "a-long-pass-phrase")
     with serve(tiny_clip, tmp_path / "app", auth=login, warm_up=False) as (demo, url):
         base = url.rstrip("/")
-        asset = str(ROOT / "assets" / "imagenet_openai.json")
+        asset = str(ROOT / "engineered_latents" / "assets" / "imagenet_openai.json")
         assert httpx.get(f"{base}/gradio_api/file={asset}").status_code in (401, 403)
         assert httpx.get(f"{base}/config").status_code in (401, 403)
         for wrong in (None, ("reviewer", "wrong"), ("someone", login[1])):

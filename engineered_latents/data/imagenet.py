@@ -2,7 +2,8 @@
 
 Shards `test/<n>.tar`; per sample `<key>.webp` (or jpg) and `<key>.cls`, the class index. The
 tars are most likely in class order, so "the first N" covers few classes. OpenAI's 1000 class
-names and 80 prompt templates ship with the package (`assets/imagenet_openai.json`).
+names and 80 prompt templates ship with the package
+(`engineered_latents/assets/imagenet_openai.json`).
 Example: images (the image,), captions ("a photo of a {classname}.",), pairs ((0, 0),),
 meta {"label": int, "classname": str, "key"}.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 from .records import Example
 from .streamed import Unusable, WebDatasetSplit, webdataset_image
 
-ASSET = Path(__file__).resolve().parents[2] / "assets" / "imagenet_openai.json"
+ASSET = Path(__file__).resolve().parents[1] / "assets" / "imagenet_openai.json"
 PROMPT = "a photo of a {}."
 
 
