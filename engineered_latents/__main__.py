@@ -141,6 +141,9 @@ def _bench_parser(sub) -> None:
                    "seeded subset stratified over classes); references are then left blank")
     p.add_argument("--model", default=None, help=f"Hub id or local directory (default "
                    f"{DEFAULT_MODEL})")
+    p.add_argument("--compare", nargs="+", metavar="MODEL", help="also run these models on "
+                   "exactly the same items and print paired statistics against --model: "
+                   "difference, paired bootstrap 95%% interval, McNemar p, flipped items")
     p.add_argument("--device", help="cpu, cuda or mps (default: best available)")
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32",
                    help="encoder dtype (fp16 creates ties that move the numbers)")
@@ -169,6 +172,8 @@ def cmd_bench(args) -> int:
             data_path = str(Path(args.data_root) / benchmarks.BENCHMARKS[name].hub_folder)
         try:
             result = _run_bench(name, model_spec, args.limit, data_path, cache, args.batch_size)
+            if args.compare:
+                result = _bench_compared(name, result, args, data_path, cache)
         except UserError as e:
             if len(names) == 1:
                 raise
@@ -176,12 +181,37 @@ def cmd_bench(args) -> int:
             failed.append(name)
             continue
         results.append(result)
-        print(bench_table(result))
+        print(bench_table(result) if not args.compare else _paired_table(result))
     if args.json:
         payload = results[0].to_json() if len(names) == 1 else [r.to_json() for r in results]
         Path(args.json).write_text(json.dumps(payload, indent=1))
         print(f"wrote {args.json}")
     return 1 if failed else 0
+
+
+def _bench_compared(name, base, args, data_path, cache):
+    """Each --compare model on the same items as `base`, paired against it (and recorded)."""
+    from . import bench_compare
+
+    print(bench_table(base))
+    others = []
+    for model in args.compare:
+        try:
+            other = _run_bench(name, ModelSpec(model, args.device, args.dtype), args.limit,
+                               data_path, cache, args.batch_size)
+        except UserError as e:
+            raise UserError(f"--compare model {model!r}: {e}") from e
+        print(bench_table(other))
+        others.append(other)
+    paired = bench_compare.pair_results(base, others)
+    bench_compare.record(cache.directory, paired)
+    return paired
+
+
+def _paired_table(result) -> str:
+    from .bench_compare import table
+
+    return table(result)
 
 
 def _run_bench(name, model_spec, limit, data_path, cache, batch_size):
@@ -232,6 +262,8 @@ def cmd_history(args) -> int:
         if run.get("kind") == "bench":
             numbers = ", ".join(f"{k} {v}" for k, v in run.get("metrics", {}).items())
             what = f"bench {run.get('benchmark')} n={run.get('n')}: {numbers}"
+        elif run.get("kind") in ("bench-compare", "compare"):
+            what = history.describe_comparison(run)
         else:
             s = run.get("parameters", {}).get("slice", {})
             what = (f"cuts {s.get('dataset')} start={s.get('start')} count={s.get('count')} "

@@ -86,6 +86,10 @@ class BenchResult:
     provenance: dict = field(default_factory=dict)
     done: bool = False
     from_cache: bool = False
+    # per metric: per-item correctness (bool [n_m]) and the items' ids (dataset indices, or
+    # [index, caption] for retrieval captions, or member indices for groups): for paired tests
+    hits: dict = field(default_factory=dict)
+    item_ids: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {
@@ -170,7 +174,19 @@ def _whatsup_summary(batches: list[dict]) -> tuple[dict, dict, list, dict]:
     examples = [{"index": i, "scores": s.tolist(), "correct": bool(c)}
                 for i, s, c in zip([i for b in batches for i in b["index"]], scores, correct)]
     values = _means(hits)
-    return values, hits, examples, _whatsup_groups(options, correct, values, hits)
+    extra = _whatsup_groups(options, correct, values, hits)
+    index = [int(i) for b in batches for i in b["index"]]
+    if "pair_accuracy" in hits:  # a group's id: its members' dataset indices
+        sets = [tuple(sorted(o)) for o in options]
+        pairs = [(s, _relation_axis(o[0])) for s, o in zip(sets, options)]
+        extra["item_ids"] = {"pair_accuracy": _members(pairs, index),
+                             "set_accuracy": _members(sets, index)}
+    return values, hits, examples, extra
+
+
+def _members(groups: list, index: list[int]) -> list[list[int]]:
+    """Per group (in `metrics.whatsup_group_hits`' order: sorted by str) its items' indices."""
+    return [[i for g2, i in zip(groups, index) if g2 == g] for g in sorted(set(groups), key=str)]
 
 
 def _whatsup_groups(options, correct, values, hits) -> dict:
@@ -205,7 +221,13 @@ def _retrieval_summary(batches: list[dict]) -> tuple[dict, dict, list, dict]:
     owner = np.repeat(np.arange(len(img)), [c for b in batches for c in b["counts"]])
     scores = (txt @ img.T).astype(np.float32)  # [captions, images]
     hits = metrics.retrieval_hits(scores, owner)
-    return _means(hits), hits, [], {"captions": int(len(txt)), "images": int(len(img))}
+    index = [i for b in batches for i in b["index"]]
+    counts = [c for b in batches for c in b["counts"]]
+    queries = {"t2i": [[int(i), j] for i, c in zip(index, counts) for j in range(c)],
+               "i2t": [int(i) for i, c in zip(index, counts) if c > 0]}  # images with captions
+    ids = {k: queries[k[:3]] for k in hits}
+    return _means(hits), hits, [], {"captions": int(len(txt)), "images": int(len(img)),
+                                    "item_ids": ids}
 
 
 def _imagenet_batch(lm, examples: list[Example], context) -> dict:
@@ -283,7 +305,8 @@ def run_benchmark(
     identity = {"weights": model.weights_id, "dtype": dtype, "prep": PREPROCESSING_VERSION,
                 "bench": BENCH_VERSION, "benchmark": name, "dataset": dataset.name,
                 "split": dataset.split, "data": dataset.identity()}
-    final_key = cache_key("bench", {**identity, "indices": indices, "boot": n_bootstrap})
+    final_key = cache_key("bench", {**identity, "indices": indices, "boot": n_bootstrap,
+                                    "per_item": 1})
     cached = cache.get(final_key)
     if cached is not None:
         cached.from_cache = True
@@ -369,13 +392,30 @@ def _report_now(bench: Benchmark, batch: int, total: int, batch_size: int) -> bo
 def _result(bench, model, batches, summarize, total, done, n_bootstrap) -> BenchResult:
     """The numbers so far, with their 95% intervals (fewer resamples while running)."""
     values, hits, examples, extra = summarize(batches)
+    ids = _item_ids(batches, hits, extra.pop("item_ids", {}))
     n = sum(len(b["index"]) for b in batches)
     resamples = n_bootstrap if done else min(n_bootstrap, PARTIAL_RESAMPLES)
     ci = {k: metrics.bootstrap_ci(v, n_resamples=resamples) for k, v in hits.items()}
     return BenchResult(bench.name, model.name, model.demo_weights, n, total,
                        {k: round(v, 2) for k, v in values.items()},
                        {k: [round(a, 2), round(b, 2)] for k, (a, b) in ci.items()},
-                       examples=examples, extra=extra, done=done)
+                       examples=examples, extra=extra, done=done,
+                       hits={k: np.asarray(v, bool) for k, v in hits.items()}, item_ids=ids)
+
+
+def _item_ids(batches: list[dict], hits: dict, given: dict) -> dict:
+    """Per metric the ids of its items: what the summary gave (`extra["item_ids"]`), else the
+    dataset indices when there is one hit per example, else positions (`"#k"`)."""
+    index = [i for b in batches for i in b["index"]]
+    ids = {}
+    for name, h in hits.items():
+        if name in given:
+            ids[name] = list(given[name])
+        elif len(h) == len(index):
+            ids[name] = [int(i) for i in index]
+        else:
+            ids[name] = [f"#{k}" for k in range(len(h))]
+    return ids
 
 
 def _record(cache: Cache, result: BenchResult) -> None:

@@ -50,3 +50,17 @@ def read(cache_dir: str) -> list[dict]:
         except ValueError:
             continue
     return runs
+
+
+def describe_comparison(run: dict) -> str:
+    """One line for a comparison record: a paired bench run or a compare (aligned cuts) run."""
+    if run.get("kind") == "bench-compare":
+        parts = []
+        for label, stats in run.get("paired", {}).items():
+            diffs = ", ".join(f"{m} {s.get('difference'):+} (p {s.get('p_value')})"
+                              for m, s in stats.items())
+            parts.append(f"vs {label}: {diffs}")
+        return f"bench {run.get('benchmark')} n={run.get('n')} paired " + "; ".join(parts)
+    s = run.get("parameters", {}).get("slice", {})
+    return (f"compare vs {run.get('model_b')} ({run.get('mode')}) {s.get('dataset')} "
+            f"start={s.get('start')} count={s.get('count')} ({run.get('cache')})")
