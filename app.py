@@ -10,6 +10,8 @@ import argparse
 import logging
 import os
 
+from engineered_latents.config import Settings
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -20,7 +22,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="also open a temporary public gradio.live link")
     parser.add_argument("--auth", default=os.environ.get("EL_AUTH"),
                         help="require a login, given as user:pass (or EL_AUTH)")
-    parser.add_argument("--model", default=os.environ.get("EL_APP_MODEL"),
+    parser.add_argument("--model", default=Settings.from_env().app_model,
                         help="default model: Hub id or local directory (default ViT-B/32)")
     args = parser.parse_args(argv)
     if args.auth is not None:

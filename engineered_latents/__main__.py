@@ -1,14 +1,21 @@
-"""CLI: `python -m engineered_latents cuts ...` (see `--help`)."""
+"""engineered_latents: where CLIP puts each word. Computes CLIP patch x token affinities of a
+dataset slice, runs one Nystrom Normalized Cut over the whole slice (so eigenvectors align across
+pairs) and writes per-word eigenvector scores, patch maps and k-way clusters; runs the published
+benchmark protocols with confidence intervals. Every result is cached, so a repeated command is
+instant. Without network or a cached model, an offline toy model is used and every output says so.
+Run `COMMAND --help` for a command's options."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 
-from . import output
+from . import argtypes, output
 from .cache import Cache
 from .config import CutSpec, ModelSpec, Settings, SliceSpec
+from .controls import CONTROLS, add_to_parser
 from .data import dataset_names
 from .errors import UserError
 from .models import DEFAULT_MODEL
@@ -20,47 +27,37 @@ def _cuts_parser(sub) -> None:
                        "and cuts.npz", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default=None,
                    help=f"Hub id or local save_pretrained directory (default {DEFAULT_MODEL}, "
-                   "which falls back to demo weights when offline and not cached)")
+                   "which falls back to the offline toy model when offline and not cached)")
     p.add_argument("--dataset", default="demo", help=f"one of: {', '.join(dataset_names())}")
     p.add_argument("--data-path", help="local copy of the dataset laid out like its Hub repo")
-    p.add_argument("--start", type=int, default=0, help="first example index")
-    p.add_argument("--count", type=int, default=8, help="number of examples")
-    p.add_argument("--indices", type=int, nargs="+", help="explicit example indices "
-                   "(instead of --start/--count)")
-    p.add_argument("--max-count", type=int, help="most examples per run (default EL_MAX_COUNT "
-                   "or 64)")
-    p.add_argument("--all-captions", action="store_true", help="coco, flickr30k: one pair per "
-                   "caption of each image (default: the first caption only)")
+    add_to_parser(p, "start", "count")
+    p.add_argument("--indices", type=argtypes.int_range(0), nargs="+", help="explicit example "
+                   "indices (instead of --start/--count)")
+    p.add_argument("--max-count", type=argtypes.positive_int, help="most examples per run "
+                   "(default EL_MAX_COUNT or 64)")
+    p.add_argument("--all-captions", action="store_true", help=CONTROLS["all_captions"].help)
     p.add_argument("--captions", help="upload: the captions file (default: groups.json, "
                    "captions.json, captions.csv or captions.txt in --data-path)")
     p.add_argument("--info", action="store_true", help="list the datasets and exit")
-    p.add_argument("--crossed-pairs", action="store_true", help="Winoground-style examples: also "
-                   "pair image_0 with caption_1 and image_1 with caption_0")
-    p.add_argument("--mode", choices=["scalar", "joint"], default="scalar",
-                   help="scalar: every patch x token affinity is a node (the original method); "
-                   "joint: every patch and token embedding is a node")
-    p.add_argument("--n-eig", type=int, default=20, help="number of eigenvectors")
-    p.add_argument("--clusters", type=int, default=6, help="k for k-way clusters (<= n-eig)")
-    p.add_argument("--sharpness", type=float, help="ncut-pytorch A_degree: lower is sharper "
-                   "(default: its median-distance bandwidth)")
-    p.add_argument("--seed", type=int, default=0, help="seed for NCut's sampling")
-    p.add_argument("--rgb", type=int, nargs=3, default=[1, 2, 3], metavar="EIG",
-                   help="three eigenvectors shown as the RGB view")
-    p.add_argument("--similarity", choices=["cosine", "dot"], default="cosine",
-                   help="patch x token affinity: cosine, or raw dot product as the original")
+    p.add_argument("--crossed-pairs", action="store_true", help=CONTROLS["crossed_pairs"].help)
+    add_to_parser(p, "mode", "n_eig", "clusters", "sharpness", "seed")
+    p.add_argument("--rgb", type=argtypes.int_range(0), nargs=3, default=None, metavar="EIG",
+                   help="three eigenvectors shown as the RGB view (default 1 2 3, capped at "
+                   "n-eig - 1)")
+    add_to_parser(p, "similarity")
     p.add_argument("--include-special", action="store_true",
-                   help="make the CLS patch and the start/end tokens graph nodes")
+                   help=CONTROLS["include_special"].help)
     p.add_argument("--no-patch-norm", action="store_true", help="skip the vision post_layernorm "
                    "before projecting patches (as the original research code did)")
-    p.add_argument("--layer", type=int, help="hidden-state index for patch and token states "
-                   "(0 = embeddings, -2 = second to last; default: last layer)")
+    add_to_parser(p, "layer")
     p.add_argument("--no-center", action="store_true", help="joint mode: do not centre and "
                    "normalize each modality (the first eigenvector then splits image from text)")
     p.add_argument("--device", help="cpu, cuda or mps (default: best available)")
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"],
                    help="encoder dtype (default float16 on CUDA, float32 elsewhere)")
     p.add_argument("--cache-dir", help="cache directory (default EL_CACHE_DIR or ./cache)")
-    p.add_argument("--out", help="output directory (default out/<dataset>-<start>-<count>)")
+    p.add_argument("--out", type=argtypes.check_out_dir,
+                   help="output directory (default out/<dataset>-<start>-<count>)")
 
 
 def _specs(args) -> tuple[SliceSpec, CutSpec, ModelSpec]:
@@ -68,7 +65,8 @@ def _specs(args) -> tuple[SliceSpec, CutSpec, ModelSpec]:
                            tuple(args.indices) if args.indices else None, args.data_path,
                            args.crossed_pairs, args.all_captions, args.captions)
     cut_spec = CutSpec(args.mode, args.n_eig, args.seed, args.similarity, args.include_special,
-                       not args.no_center, args.clusters, args.sharpness, tuple(args.rgb))
+                       not args.no_center, args.clusters, args.sharpness,
+                       tuple(args.rgb) if args.rgb else None)
     model_spec = ModelSpec(args.model, args.device, args.dtype, args.layer,
                            not args.no_patch_norm)
     return slice_spec, cut_spec, model_spec
@@ -104,6 +102,20 @@ def _print_run(run: CutsRun, out_dir) -> None:
     print(f"wrote       {out_dir}/summary.json, {out_dir}/cuts.npz")
 
 
+def write_result(path: str, text: str, what: str, again: str = "Run the same command again "
+                 "with another path: the result is cached, so that is instant.") -> None:
+    """Write a finished result; if that fails after all (disk full, folder removed), say so in
+    one line and how to get it again, instead of losing it to a traceback."""
+    from pathlib import Path
+
+    try:
+        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        Path(path).expanduser().write_text(text)
+    except OSError as e:
+        raise UserError(f"Could not write {what} to {path} ({e.strerror or e}). {again}") from e
+    print(f"wrote {path}")
+
+
 def cmd_list(args) -> int:
     from .data import describe_datasets
 
@@ -120,12 +132,21 @@ def cmd_cuts(args) -> int:
         return cmd_list(args)
     settings = Settings.from_env()
     if args.max_count:
-        settings = Settings(settings.cache_dir, settings.cache_size_gb, args.max_count)
+        settings = dataclasses.replace(settings, max_count=args.max_count)
+    out_dir = args.out or f"out/{args.dataset}-{args.start}-{args.count}"
+    try:  # before the work: a result is never lost to a bad output path
+        argtypes.check_out_dir(out_dir)
+    except argparse.ArgumentTypeError as e:
+        raise UserError(f"--out {e}.") from None
     cache = Cache(args.cache_dir or settings.cache_dir)
     slice_spec, cut_spec, model_spec = _specs(args)
     run = compute_cuts(slice_spec, cut_spec, model_spec, cache, _progress, settings)
-    out_dir = args.out or f"out/{args.dataset}-{args.start}-{args.count}"
-    output.save(run, out_dir)
+    try:
+        output.save(run, out_dir)
+    except OSError as e:
+        raise UserError(f"Could not write the results to {out_dir} ({e.strerror or e}). They "
+                        f"are cached in {cache.directory}: run the same command with another "
+                        "--out, which is instant.") from e
     _print_run(run, out_dir)
     return 0
 
@@ -135,10 +156,14 @@ def _bench_parser(sub) -> None:
 
     p = sub.add_parser("bench", help="run a benchmark with live scores; print a table",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    from .benchmarks import SUITES
+
     p.add_argument("--benchmark", required=True,
-                   help=f"one of: {', '.join(BENCHMARKS)}, or all (every one but demo)")
-    p.add_argument("--limit", type=int, help="evaluate N examples: the first N (ImageNet: a "
-                   "seeded subset stratified over classes); references are then left blank")
+                   help=f"one of: {', '.join(BENCHMARKS)}, or all (every one but demo), or a "
+                   f"suite: {', '.join(SUITES)}")
+    p.add_argument("--limit", type=argtypes.positive_int, help="evaluate N examples: the first "
+                   "N (ImageNet: a seeded subset stratified over classes); references are then "
+                   "left blank")
     p.add_argument("--model", default=None, help=f"Hub id or local directory (default "
                    f"{DEFAULT_MODEL})")
     p.add_argument("--compare", nargs="+", metavar="MODEL", help="also run these models on "
@@ -149,20 +174,28 @@ def _bench_parser(sub) -> None:
                    help="encoder dtype (fp16 creates ties that move the numbers)")
     p.add_argument("--data-path", help="local copy of the benchmark's dataset (its Hub layout)")
     p.add_argument("--data-root", help="folder with one local copy per Hub repository: "
-                   "winoground, whatsup_all, wds_mscoco_captions, wds_flickr30k, wds_imagenet1k")
-    p.add_argument("--batch-size", type=int, default=32, help="examples per batch")
+                   "winoground, whatsup_all, wds_mscoco_captions, wds_flickr30k, wds_imagenet1k, "
+                   "SugarCrepe_<subset>, ARO-Visual-Relation, ARO-Visual-Attribution, "
+                   "ARO-COCO-order, ARO-Flickr-Order")
+    p.add_argument("--show-items", type=argtypes.positive_int, metavar="N", help="also print "
+                   "the N items with the smallest and the N with the largest margins (positive "
+                   "score minus the best negative)")
+    p.add_argument("--batch-size", type=argtypes.int_range(1, 4096), default=32,
+                   help="examples per batch")
     p.add_argument("--cache-dir", help="cache directory (default EL_CACHE_DIR or ./cache)")
-    p.add_argument("--json", help="write the result(s) to this JSON file")
+    p.add_argument("--json", type=argtypes.check_out_file,
+                   help="write the result(s) to this JSON file")
 
 
 def cmd_bench(args) -> int:
     import json
     from pathlib import Path
 
-    from . import benchmarks
+    from . import benchmarks, compositional
 
+    suite = args.benchmark if args.benchmark in benchmarks.SUITES else None
     names = [n for n in benchmarks.BENCHMARKS if n != "demo"] if args.benchmark == "all" \
-        else [args.benchmark]
+        else list(benchmarks.SUITES[suite]) if suite else [args.benchmark]
     cache = Cache(args.cache_dir or Settings.from_env().cache_dir)
     model_spec = ModelSpec(args.model, args.device, args.dtype)
     results, failed = [], []
@@ -171,9 +204,10 @@ def cmd_bench(args) -> int:
         if args.data_root and name in benchmarks.BENCHMARKS:
             data_path = str(Path(args.data_root) / benchmarks.BENCHMARKS[name].hub_folder)
         try:
-            result = _run_bench(name, model_spec, args.limit, data_path, cache, args.batch_size)
-            if args.compare:
-                result = _bench_compared(name, result, args, data_path, cache)
+            base = compositional.finish(_run_bench(name, model_spec, args.limit, data_path,
+                                                   cache, args.batch_size))
+            result = _bench_compared(name, base, args, data_path, cache) if args.compare \
+                else base
         except UserError as e:
             if len(names) == 1:
                 raise
@@ -181,11 +215,20 @@ def cmd_bench(args) -> int:
             failed.append(name)
             continue
         results.append(result)
-        print(bench_table(result) if not args.compare else _paired_table(result))
+        if not suite or args.compare:
+            print(bench_table(result) if not args.compare else _paired_table(result))
+        if args.show_items:
+            print(compositional.items_table(base, args.show_items))
+    summary = compositional.suite_summary(suite, results) if suite and not args.compare else None
+    if summary is not None:
+        print(compositional.suite_table(suite, results, summary))
+        for r in results:
+            for note in r.notes:
+                print(f"note: {r.benchmark}: " + "; ".join(f"{k}: {v}" for k, v in note.items()))
     if args.json:
         payload = results[0].to_json() if len(names) == 1 else [r.to_json() for r in results]
-        Path(args.json).write_text(json.dumps(payload, indent=1))
-        print(f"wrote {args.json}")
+        payload = {**summary, "results": payload} if summary is not None else payload
+        write_result(args.json, json.dumps(payload, indent=1), "the benchmark results")
     return 1 if failed else 0
 
 
@@ -248,7 +291,7 @@ def bench_table(result) -> str:
 def _history_parser(sub) -> None:
     p = sub.add_parser("history", help="list earlier cuts and bench runs")
     p.add_argument("--cache-dir", help="cache directory (default EL_CACHE_DIR or ./cache)")
-    p.add_argument("--last", type=int, default=20, help="show the last N runs")
+    p.add_argument("--last", type=argtypes.positive_int, default=20, help="show the last N runs")
 
 
 def cmd_history(args) -> int:
@@ -276,8 +319,10 @@ def _perf_parser(sub) -> None:
     p = sub.add_parser("perf", help="measure where the time of a cut goes (ratios, one run)")
     p.add_argument("--device", help="cpu or cuda (default: best available)")
     p.add_argument("--pairs", default="16,64,256", help="comma-separated slice sizes in pairs")
-    p.add_argument("--repeats", type=int, default=3, help="repeats per measurement (median)")
-    p.add_argument("--json", help="write the measurements to this JSON file")
+    p.add_argument("--repeats", type=argtypes.int_range(1, 100), default=3,
+                   help="repeats per measurement (median)")
+    p.add_argument("--json", type=argtypes.check_out_file,
+                   help="write the measurements to this JSON file")
 
 
 def cmd_perf(args) -> int:
@@ -290,8 +335,8 @@ def cmd_perf(args) -> int:
         pairs = [int(p) for p in args.pairs.split(",") if p.strip()]
     except ValueError as e:
         raise UserError(f"--pairs {args.pairs!r}: give sizes like 16,64,256.") from e
-    if not pairs or min(pairs) < 2:
-        raise UserError("--pairs needs sizes of at least 2 pairs.")
+    if not pairs or min(pairs) < 2 or max(pairs) > 4096:
+        raise UserError(f"--pairs {args.pairs!r}: give sizes from 2 to 4096 pairs.")
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import engineered_latents.pipeline, transformers"],
                    check=True)
@@ -301,8 +346,7 @@ def cmd_perf(args) -> int:
     report["import_s"] = round(import_s, 2)
     print(perf.table(report))
     if args.json:
-        perf.write_json(report, args.json)
-        print(f"wrote {args.json}")
+        write_result(args.json, perf.json_text(report), "the measurements")
     return 0
 
 
@@ -319,23 +363,34 @@ def cmd_train_toy(args) -> int:
     return train_command(args)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad option as one line on stderr (exit 2), without the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message}\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engineered_latents", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineParser(prog="python -m engineered_latents", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                title="commands")
     _cuts_parser(sub)
     sub.add_parser("list", help="list the datasets: sizes, licences, gating")
     _bench_parser(sub)
     _history_parser(sub)
     _perf_parser(sub)
     _train_toy_parser(sub)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # a bad option (one line printed) or --help: its status
+        return e.code if isinstance(e.code, int) else 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
         commands = {"cuts": cmd_cuts, "list": cmd_list, "bench": cmd_bench, "history": cmd_history,
                     "perf": cmd_perf, "train-toy": cmd_train_toy}
         return commands[args.command](args)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)  # one line
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from .errors import UserError
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -27,6 +29,10 @@ class SliceSpec:
     captions_file: str | None = None  # upload: the captions file, if not a standard name
 
 
+AUTO_CLUSTERS = 6  # k-way clusters when none are asked for: min(6, n_eig)
+AUTO_RGB = (1, 2, 3)  # eigenvectors shown as RGB when none are asked for (capped at n_eig - 1)
+
+
 @dataclass(frozen=True)
 class CutSpec:
     mode: str = "scalar"  # scalar | joint
@@ -35,21 +41,69 @@ class CutSpec:
     similarity: str = "cosine"  # cosine | dot (the original)
     include_special: bool = False  # CLS patch and start/end tokens as nodes
     center: bool = True  # joint mode: centre and L2-normalize each modality
-    clusters: int = 6  # k for k-way clusters (at most n_eig)
+    clusters: int | None = None  # k for k-way clusters (at most n_eig); None: min(6, n_eig)
     sharpness: float | None = None  # ncut-pytorch A_degree; lower is sharper; None = its default
-    rgb: tuple[int, int, int] = (1, 2, 3)  # eigenvectors shown as RGB
+    rgb: tuple[int, int, int] | None = None  # eigenvectors shown as RGB; None: 1, 2, 3
+
+    def __post_init__(self):
+        # a default never breaks another option: what is not asked for fits n_eig
+        if isinstance(self.n_eig, int) and self.n_eig >= 2:
+            if self.clusters is None:
+                object.__setattr__(self, "clusters", min(AUTO_CLUSTERS, self.n_eig))
+            if self.rgb is None:
+                object.__setattr__(self, "rgb", tuple(min(c, self.n_eig - 1) for c in AUTO_RGB))
+        elif self.rgb is None:
+            object.__setattr__(self, "rgb", AUTO_RGB)
+
+
+def _env_number(env, name: str, default, kind=int, lo=None):
+    raw = env.get(name)
+    if raw is None or not str(raw).strip():
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise UserError(f"{name}={raw!r} is not a {'whole number' if kind is int else 'number'}: "
+                        f"unset it (default {default}) or give one.") from None
+    if lo is not None and not value >= lo:
+        raise UserError(f"{name}={raw!r} is below {lo}: unset it (default {default}) or raise "
+                        "it.")
+    return value
+
+
+def _env_paths(env, name: str) -> tuple[str, ...]:
+    return tuple(p for p in env.get(name, "").split(os.pathsep) if p)
 
 
 @dataclass(frozen=True)
 class Settings:
-    cache_dir: str
-    cache_size_gb: float
-    max_count: int  # most examples per cuts run
+    """Every `EL_*` setting, read from the environment here and nowhere else (`from_env`)."""
+
+    cache_dir: str = "cache"  # EL_CACHE_DIR: results, embeddings, the run history
+    cache_size_gb: float = 10.0  # EL_CACHE_SIZE_GB
+    max_count: int = 64  # EL_MAX_COUNT: most examples per cuts run
+    app_model: str | None = None  # EL_APP_MODEL: the page's default model
+    model_dirs: tuple[str, ...] = ()  # EL_MODEL_DIRS: folders whose models the page may load
+    data_root: str | None = None  # EL_DATA_ROOT: local dataset mirrors, one per Hub repository
+    export_dir: str | None = None  # EL_EXPORT_DIR: where the page's downloads are written
+    max_uploads: int = 32  # EL_MAX_UPLOADS: most images one upload run takes
+    max_upload_size: str = "20mb"  # EL_MAX_UPLOAD: largest uploaded file
+    queue_size: int = 32  # EL_QUEUE_SIZE: events that may wait (at least 16)
+    gpu_duration_s: int = 120  # EL_GPU_DURATION: the most one ZeroGPU call may hold the GPU
 
     @classmethod
-    def from_env(cls) -> Settings:
+    def from_env(cls, env=None) -> Settings:
+        env = os.environ if env is None else env
         return cls(
-            cache_dir=os.environ.get("EL_CACHE_DIR") or "cache",
-            cache_size_gb=float(os.environ.get("EL_CACHE_SIZE_GB", 10)),
-            max_count=int(os.environ.get("EL_MAX_COUNT", 64)),
+            cache_dir=env.get("EL_CACHE_DIR") or "cache",
+            cache_size_gb=_env_number(env, "EL_CACHE_SIZE_GB", 10.0, float, lo=0.001),
+            max_count=_env_number(env, "EL_MAX_COUNT", 64, lo=1),
+            app_model=env.get("EL_APP_MODEL") or None,
+            model_dirs=_env_paths(env, "EL_MODEL_DIRS"),
+            data_root=env.get("EL_DATA_ROOT") or None,
+            export_dir=env.get("EL_EXPORT_DIR") or None,
+            max_uploads=_env_number(env, "EL_MAX_UPLOADS", 32, lo=1),
+            max_upload_size=env.get("EL_MAX_UPLOAD") or "20mb",
+            queue_size=max(16, _env_number(env, "EL_QUEUE_SIZE", 32, lo=1)),
+            gpu_duration_s=_env_number(env, "EL_GPU_DURATION", 120, lo=1),
         )

@@ -84,7 +84,7 @@ def weight_planes(run: CutsRun, k: int, alphas: np.ndarray, betas: np.ndarray,
         "cluster_surface": losses.cluster_loss_surface(eigval, k, alphas, betas),
         "svd_vs_k": losses.svd_loss_vs_k(s, ks),
         "cluster_vs_k": losses.cluster_loss_vs_k(eigval, ks),
-        "eigengap_k": losses.eigengap_k(eigval, max_k),
+        "eigengap_k": losses.eigengap_k(eigval, max_k) if max_k >= 2 else None,
         "noise": noise, "cka_vs_noise": losses.cka_vs_noise(X, Y, noise, seed=0),
         "cka": losses.linear_cka(X, Y),
     }

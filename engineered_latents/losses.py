@@ -260,16 +260,20 @@ def cluster_loss_vs_k(
 
 
 def eigengap_k(eigval_desc: ArrayLike, max_k: int | None = None) -> int:
-    """Number of clusters by the eigengap heuristic: argmax_k (lam_k - lam_{k-1}), 1 <= k <= max_k.
+    """Number of clusters by the eigengap heuristic on NCut's eigenvalues (descending,
+    eigenvalue 0 the trivial ~1): k = argmax over 2 <= k <= max_k of (lambda_{k-1} - lambda_k).
 
-    lam = ascending Laplacian eigenvalues (from NCut's descending ones). k counts the
-    eigenvalues lam_0..lam_{k-1} before the largest gap. max_k defaults to len(lam) - 1.
-    Ties go to the smallest k.
+    The gap after the trivial eigenvalue (k = 1, "one cluster") is never a suggestion: it is
+    almost always the largest and says nothing. Example: for [1.0, 0.43, 0.19, 0.05] the gaps
+    for k = 2, 3 are 0.24 and 0.14, so k = 2. max_k defaults to len(eigval) - 1; ties go to the
+    smallest k.
     """
-    lam = laplacian_eigenvalues_from_ncut(eigval_desc)  # [m]
+    lam = laplacian_eigenvalues_from_ncut(eigval_desc)  # [m] ascending, lam_0 ~ 0
     m = len(lam)
-    if m < 2:
-        raise UserError(f"Need at least 2 eigenvalues for the eigengap, got {m}.")
+    if m < 3:
+        raise UserError(f"Need at least 3 eigenvalues for the eigengap (k >= 2), got {m}.")
     max_k = m - 1 if max_k is None else _check_k(max_k, m)
-    gaps = np.diff(lam)[:max_k]  # gaps[k-1] = lam_k - lam_{k-1}
-    return int(np.argmax(gaps)) + 1
+    if max_k < 2:
+        raise UserError(f"max_k is {max_k}: the eigengap suggests k >= 2.")
+    gaps = np.diff(lam)[1:max_k]  # gaps[k-2] = lam_k - lam_{k-1} for k = 2..max_k
+    return int(np.argmax(gaps)) + 2

@@ -246,13 +246,47 @@ def _unavailable(repo_id: str, reason: str, fallback: bool) -> ResolvedModel:
         toy = toy_resolved()
         _warn_once(f"{toy.warning} ({repo_id}: {reason})")
         return toy
-    raise UserError(f"Cannot load model {repo_id!r}: {reason}.")
+    raise UserError(
+        f"Cannot load model {repo_id!r}: {reason}. Leave the model out (no --model, or the "
+        "page's default choice) to use the offline toy model, or give a local folder written "
+        "by save_pretrained, or run once with network access so that it is cached.")
 
 
 @lru_cache(maxsize=8)
 def _warn_once(message: str) -> None:
-    """Log a message once per process (the app resolves the default model on every run)."""
-    log.warning(message)
+    """Log a message once per process (the app resolves the default model on every run). At
+    INFO: every result carries the warning and shows it once (the CLI's own line, the page's
+    banner), so a warning-level log line would repeat it."""
+    log.info(message)
+
+
+def tower_depths(resolved: ResolvedModel) -> tuple[int, int]:
+    """(vision, text) transformer layers of a resolved model, read from its config.json."""
+    import json
+
+    from transformers import CLIPConfig
+
+    if resolved.path is None:  # demo weights: the B/32 architecture
+        config = CLIPConfig().to_dict()
+    else:
+        config = json.loads((Path(resolved.path) / "config.json").read_text())
+    default = CLIPConfig()
+    vision = config.get("vision_config") or {}
+    text = config.get("text_config") or {}
+    return (int(vision.get("num_hidden_layers", default.vision_config.num_hidden_layers)),
+            int(text.get("num_hidden_layers", default.text_config.num_hidden_layers)))
+
+
+def check_layer(resolved: ResolvedModel, layer: int | None) -> None:
+    """Refuse a hidden-state index the model does not have (before anything is encoded)."""
+    if layer is None:
+        return
+    depth = min(tower_depths(resolved))
+    if not -(depth + 1) <= layer <= depth:
+        raise UserError(
+            f"Layer {layer} does not exist: {resolved.name} has {depth} layers, so the "
+            f"hidden-state index must be between {-(depth + 1)} and {depth} (0 = embeddings, "
+            "-1 = the last layer).")
 
 
 def demo_resolved(seed: int = DEMO_SEED) -> ResolvedModel:
@@ -275,15 +309,27 @@ def hub_offline(timeout: float = 2.0) -> bool:
     return not _hub_reachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co"), timeout)
 
 
-@lru_cache(maxsize=4)
+HUB_PROBE_TTL_S = 60.0  # a server that started offline uses the Hub once it is back
+_HUB_PROBES: dict[tuple[str, float], tuple[float, bool]] = {}
+
+
 def _hub_reachable(endpoint: str, timeout: float) -> bool:
+    """Whether the Hub's host accepts a connection; the answer is kept for a minute."""
+    import time
+
+    now = time.monotonic()
+    seen = _HUB_PROBES.get((endpoint, timeout))
+    if seen is not None and now - seen[0] < HUB_PROBE_TTL_S:
+        return seen[1]
     url = urlparse(endpoint)
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
         socket.create_connection((url.hostname, port), timeout=timeout).close()
+        reachable = True
     except OSError:
-        return False
-    return True
+        reachable = False
+    _HUB_PROBES[(endpoint, timeout)] = (now, reachable)
+    return reachable
 
 
 # ----------------------------------------------------------------------------- loading

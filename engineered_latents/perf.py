@@ -199,7 +199,9 @@ def machine(lm) -> dict:
 def table(report: dict) -> str:
     m = report["machine"]
     lines = [f"machine: {m.get('gpu') or m['cpu']} ({m['cores']} threads), {m['device']}, "
-             f"{m['dtype']}; medians of {report['repeats']} repeats",
+             f"{m['dtype']}; " + (f"medians of {report['repeats']} repeats" if report["repeats"] > 1
+                                    else "one repeat (no median)"),
+             "weights: random (the B/32 architecture; speed does not depend on the values)",
              f"{'pairs':>6}{'floor s':>9}{'scalar s':>10}{'joint s':>9}{'orig s':>9}"
              f"{'scal/floor':>11}{'joint/floor':>12}{'speed-up':>10}{'hit ms':>8}"]
     for s in report["sizes"]:
@@ -222,6 +224,6 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def write_json(report: dict, path: str) -> None:
-    with open(path, "w") as fh:
-        json.dump(report, fh, indent=1, default=lambda x: np.asarray(x).tolist())
+def json_text(report: dict) -> str:
+    """The report as JSON (numpy values as lists)."""
+    return json.dumps(report, indent=1, default=lambda x: np.asarray(x).tolist())

@@ -28,7 +28,15 @@ from .features import (
     image_digest,
     whole_words,
 )
-from .models import ResolvedModel, dtype_name, load_model, pick_device, pick_dtype, resolve_model
+from .models import (
+    ResolvedModel,
+    check_layer,
+    dtype_name,
+    load_model,
+    pick_device,
+    pick_dtype,
+    resolve_model,
+)
 
 PIPELINE_VERSION = 1  # bump when a change alters cut results
 Progress = Callable[[str, float], None]  # (stage name, fraction of the run done)
@@ -135,6 +143,7 @@ def compute_cuts(
     with _timed(timings, "resolve"):
         report("resolving model and data", 0.0)
         model = resolve_model(model_spec.name)
+        check_layer(model, model_spec.layer)
         dataset = open_dataset(slice_spec, cache)
         indices = resolve_indices(dataset.size(), slice_spec.start, slice_spec.count,
                                   slice_spec.indices, settings.max_count)

@@ -171,9 +171,18 @@ def test_cluster_loss_bad_k_raises(k):
 def test_eigengap_k_known_spectrum():
     # gaps lam_k - lam_{k-1} for k=1..4: [0.1, 0.1, 0.6, 0.1] -> largest at k=3
     assert eigengap_k(NCUT_DESC) == 3
-    assert eigengap_k(NCUT_DESC, max_k=2) == 1  # tie between k=1 and k=2 -> smallest
+    assert eigengap_k(NCUT_DESC, max_k=2) == 2  # k = 1 is never suggested
     with pytest.raises(UserError):
         eigengap_k(NCUT_DESC, max_k=5)
+
+
+def test_eigengap_k_skips_the_trivial_gap():
+    # the example: the gap after eigenvalue 0 (0.57) is the largest but k >= 2
+    assert eigengap_k([1.0, 0.43, 0.19, 0.05]) == 2
+    assert eigengap_k([1.0, 0.9, 0.5, 0.45, 0.4]) == 2  # a hand-made spectrum: 0.4 at k = 2
+    assert eigengap_k([1.0, 0.95, 0.9, 0.3]) == 3
+    with pytest.raises(UserError, match="at least 3"):
+        eigengap_k([1.0, 0.5])
 
 
 def test_cluster_surface_and_vs_k_match_scalar():

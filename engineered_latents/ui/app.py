@@ -56,7 +56,7 @@ benchmark results and `/bench_export` returns them as JSON. See the README for a
 
 def queue_size() -> int:
     """How many events may wait in the queue (EL_QUEUE_SIZE, default 32); more are refused."""
-    return max(16, int(os.environ.get("EL_QUEUE_SIZE", 32)))
+    return Settings.from_env().queue_size
 
 
 def build_app(
@@ -101,9 +101,9 @@ def served_paths(settings: Settings | None = None, env: dict | None = None) -> d
     settings = settings or Settings.from_env()
     from huggingface_hub import constants
 
+    configured = Settings.from_env(env)
     blocked = [settings.cache_dir, env.get("HF_HOME") or constants.HF_HOME,
-               env.get("EL_DATA_ROOT", "")]
-    blocked += env.get("EL_MODEL_DIRS", "").split(os.pathsep)
+               configured.data_root or "", *configured.model_dirs]
     return {
         "allowed_paths": [str(Path(ASSETS).resolve()), str(export_root())],
         "blocked_paths": sorted({str(Path(p).expanduser().resolve()) for p in blocked if p}),
@@ -118,7 +118,8 @@ def launch_options(settings: Settings | None = None) -> dict:
     paths["blocked_paths"] = [*paths["blocked_paths"], str(upload_root().resolve())]
     return {
         "show_error": True,
-        "max_file_size": os.environ.get("EL_MAX_UPLOAD", "20mb"),
+        "max_file_size": settings.max_upload_size if settings else
+        Settings.from_env().max_upload_size,
         "footer_links": ["api", "gradio"],
         **paths,
     }

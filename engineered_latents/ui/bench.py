@@ -22,6 +22,7 @@ import gradio as gr
 from .. import figures as F
 from .. import history
 from ..benchmarks import BENCHMARKS, REFERENCE_MODEL, BenchResult, run_benchmark
+from ..config import Settings
 from ..errors import UserError
 from . import export, gpu, share
 from . import views as V
@@ -45,7 +46,7 @@ RESTORE_JS = """(cuts, bench) => {
 
 def data_path_for(name: str, env: dict | None = None) -> str | None:
     """The local mirror of a benchmark's data under EL_DATA_ROOT, if there is one."""
-    root = (os.environ if env is None else env).get("EL_DATA_ROOT")
+    root = Settings.from_env(env).data_root
     if not root or name not in BENCHMARKS:
         return None
     folder = Path(root).expanduser() / BENCHMARKS[name].hub_folder

@@ -19,7 +19,6 @@ import contextlib
 import functools
 import html
 import inspect
-import os
 
 import gradio as gr
 
@@ -60,7 +59,7 @@ def eig_slider(n_eig: int, show0: bool, value) -> dict:
 
 def max_uploads(settings) -> int:
     """The most images one upload run takes: EL_MAX_UPLOADS (default 32), at most EL_MAX_COUNT."""
-    return max(1, min(int(os.environ.get("EL_MAX_UPLOADS", 32)), settings.max_count))
+    return max(1, min(settings.max_uploads, settings.max_count))
 
 
 MESSAGE_LIMIT = 600  # characters of one message shown in the page (a caption may be long)

@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import figures as F
 from .. import output
+from ..config import Settings
 from ..pipeline import CutsRun
 from .privacy import scrub
 
@@ -27,7 +28,7 @@ KEEP_S = 3600
 
 
 def export_root() -> Path:
-    configured = os.environ.get("EL_EXPORT_DIR")
+    configured = Settings.from_env().export_dir
     if configured:
         return Path(configured).expanduser().resolve()
     base = os.environ.get("GRADIO_TEMP_DIR") or os.path.join(tempfile.gettempdir(), "gradio")

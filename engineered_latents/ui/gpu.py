@@ -13,7 +13,7 @@ import functools
 import os
 from collections.abc import Callable, Iterator
 
-DURATION_S = int(os.environ.get("EL_GPU_DURATION", 120))  # the most one call may hold the GPU
+from ..config import Settings
 
 
 def enabled(env: dict | None = None) -> bool:
@@ -28,7 +28,7 @@ def enabled(env: dict | None = None) -> bool:
     return True
 
 
-def on_gpu(fn: Callable, duration: int = DURATION_S) -> Callable:
+def on_gpu(fn: Callable, duration: int) -> Callable:
     """`spaces.GPU(duration=...)(fn)` on ZeroGPU, else `fn` itself."""
     if not enabled():
         return fn
@@ -50,11 +50,16 @@ def _wrapped(kind: str, duration: int) -> Callable:
     return on_gpu(_call if kind == "call" else _stream, duration)
 
 
-def call(fn: Callable, *args, duration: int = DURATION_S, **kwargs):
+def _duration(duration: int | None) -> int:
+    """The most one call may hold the GPU: `duration`, else EL_GPU_DURATION (default 120 s)."""
+    return duration if duration is not None else Settings.from_env().gpu_duration_s
+
+
+def call(fn: Callable, *args, duration: int | None = None, **kwargs):
     """`fn(*args, **kwargs)`, on a ZeroGPU GPU where there is one."""
-    return _wrapped("call", duration)(fn, *args, **kwargs)
+    return _wrapped("call", _duration(duration))(fn, *args, **kwargs)
 
 
-def stream(fn: Callable, *args, duration: int = DURATION_S, **kwargs) -> Iterator:
+def stream(fn: Callable, *args, duration: int | None = None, **kwargs) -> Iterator:
     """Iterate the generator `fn(*args, **kwargs)`, on a ZeroGPU GPU where there is one."""
-    return _wrapped("stream", duration)(fn, *args, **kwargs)
+    return _wrapped("stream", _duration(duration))(fn, *args, **kwargs)

@@ -7,11 +7,10 @@ folder that holds a `config.json` is a model, and so is each of its direct subfo
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
-from ..config import ModelSpec
+from ..config import ModelSpec, Settings
 from ..errors import UserError
 from ..models import DEFAULT_MODEL
 
@@ -28,9 +27,8 @@ _HUB_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")
 
 def allowed_local_models(env: dict | None = None) -> dict[str, str]:
     """label -> directory of every model found under the folders listed in EL_MODEL_DIRS."""
-    env = os.environ if env is None else env
     found: dict[str, str] = {}
-    for folder in filter(None, env.get("EL_MODEL_DIRS", "").split(os.pathsep)):
+    for folder in Settings.from_env(env).model_dirs:
         root = Path(folder).expanduser()
         if not root.is_dir():
             continue

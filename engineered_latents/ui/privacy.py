@@ -74,10 +74,12 @@ def private_roots(env: dict | None = None) -> list[str]:
         hf_home = env.get("HF_HOME") or constants.HF_HOME
     except ImportError:  # pragma: no cover - huggingface_hub is a requirement
         hf_home = env.get("HF_HOME")
-    roots = [env.get("EL_CACHE_DIR") or "cache", env.get("EL_EXPORT_DIR"), env.get("EL_DATA_ROOT"),
-             env.get("EL_APP_MODEL"), hf_home,
-             env.get("GRADIO_TEMP_DIR") or os.path.join(tempfile.gettempdir(), "gradio"),
-             *env.get("EL_MODEL_DIRS", "").split(os.pathsep), *_REGISTERED]
+    from ..config import Settings
+
+    settings = Settings.from_env(env)
+    roots = [settings.cache_dir, settings.export_dir, settings.data_root, settings.app_model,
+             hf_home, env.get("GRADIO_TEMP_DIR") or os.path.join(tempfile.gettempdir(), "gradio"),
+             *settings.model_dirs, *_REGISTERED]
     found = set()
     for root in filter(None, roots):
         path = Path(root).expanduser()
