@@ -163,3 +163,101 @@ def retrieval_samples(n: int, fmt: str = "jpg", seed: int = 0) -> list[dict]:
 def imagenet_samples(labels: list[int], seed: int = 0) -> list[dict]:
     return [{"webp": encode(pattern((16, 16), seed=seed + i), "WEBP", lossless=True),
              "cls": str(label).encode()} for i, label in enumerate(labels)]
+
+
+# ----------------------------------------------------------------------------- compositionality
+
+
+SUGARCREPE_PAIRS = [
+    ("a red cube on a blue table", "a blue cube on a red table"),
+    ("a dog next to a cat", "a cat next to a dog"),
+    ("a man holding an umbrella", "a man holding a guitar"),
+    ("two birds on a wire", "two birds under a wire"),
+    ("a small boat on a lake", "a large boat on a lake"),
+    ("a plate of food and a cup", "a plate of food"),
+]
+
+
+def write_sugarcrepe(root: Path, n: int = 6, mismatch: tuple[int, ...] = (),
+                     seed: int = 0) -> list[dict]:
+    """`data/test-00000-of-00001.parquet` as SugarCrepe's publishing script wrote it: `image`,
+    `tested_labels` [positive, negative] and `true_label`, a ClassLabel whose names are captions
+    (here every caption of the fixture, in sorted order, as the real one holds every caption of
+    all subsets). Rows in `mismatch` get a label naming their *negative* caption."""
+    import datasets
+
+    rows = []
+    for i in range(n):
+        pos, neg = SUGARCREPE_PAIRS[i % len(SUGARCREPE_PAIRS)]
+        pos, neg = f"{pos} ({seed}.{i})", f"{neg} ({seed}.{i})"
+        rows.append({"image": pattern((20, 16), seed=500 + 10 * seed + i),
+                     "tested_labels": [pos, neg], "label_name": neg if i in mismatch else pos})
+    names = sorted({c for r in rows for c in r["tested_labels"]})
+    features = datasets.Features({"image": datasets.Image(),
+                                  "tested_labels": datasets.List(datasets.Value("string")),
+                                  "true_label": datasets.ClassLabel(names=names)})
+    columns = {"image": [image_cell(r["image"], f"sc{i}.png") for i, r in enumerate(rows)],
+               "tested_labels": [r["tested_labels"] for r in rows],
+               "true_label": [names.index(r["label_name"]) for r in rows]}
+    write_parquet(root / "data" / "test-00000-of-00001.parquet", columns, features)
+    return rows
+
+
+ARO_RELATIONS = ["on", "on", "on", "behind", "holding", "behind", "on", "holding"]
+
+
+def write_aro_pairs(root: Path, n: int = 8, column: str | None = "relation_name",
+                    tags: list[str] | None = None, bbox: bool = True,
+                    seed: int = 0) -> list[dict]:
+    """ARO VG-Relation / VG-Attribution: `image`, `true_caption`, `false_caption`, and
+    optionally a tag column (`relation_name`, or `attributes` as a list of two) and `bbox`
+    [x, y, w, h] (inside the 40 x 30 image)."""
+    import datasets
+
+    tags = tags or ARO_RELATIONS
+    rows = []
+    for i in range(n):
+        tag = tags[i % len(tags)]
+        rows.append({"image": pattern((40, 30), seed=700 + 10 * seed + i),
+                     "true_caption": f"the cup is {tag} the table {i}",
+                     "false_caption": f"the table is {tag} the cup {i}", "tag": tag,
+                     "bbox": [2 + i % 3, 3, 30, 20]})
+    spec = {"image": datasets.Image(), "true_caption": datasets.Value("string"),
+            "false_caption": datasets.Value("string")}
+    columns = {"image": [image_cell(r["image"], f"aro{i}.png") for i, r in enumerate(rows)],
+               "true_caption": [r["true_caption"] for r in rows],
+               "false_caption": [r["false_caption"] for r in rows]}
+    if column == "attributes":
+        spec[column] = datasets.List(datasets.Value("string"))
+        columns[column] = [r["tag"].split("_") for r in rows]
+    elif column:
+        spec[column] = datasets.Value("string")
+        columns[column] = [r["tag"] for r in rows]
+    if bbox:
+        spec["bbox"] = datasets.List(datasets.Value("int32"))
+        columns["bbox"] = [r["bbox"] for r in rows]
+    write_parquet(root / "data" / "test-00000-of-00001.parquet", columns,
+                  datasets.Features(spec))
+    return rows
+
+
+def write_aro_order(root: Path, n: int = 6, seed: int = 0) -> list[dict]:
+    """ARO COCO-/Flickr-Order: `images` (a list holding one image), `correct_caption`,
+    `hard_text_1`..`hard_text_4` (word-order perturbations)."""
+    import datasets
+
+    rows = []
+    for i in range(n):
+        words = f"a brown dog runs on the beach {i}".split()
+        hard = [" ".join(words[k:] + words[:k]) for k in (1, 2, 3, 4)]
+        rows.append({"image": pattern((24, 18), seed=900 + 10 * seed + i),
+                     "captions": [" ".join(words)] + hard})
+    features = datasets.Features({"images": datasets.List(datasets.Image()),
+                                  "correct_caption": datasets.Value("string"),
+                                  **{f"hard_text_{k}": datasets.Value("string")
+                                     for k in range(1, 5)}})
+    columns = {"images": [[image_cell(r["image"], f"ord{i}.png")] for i, r in enumerate(rows)],
+               "correct_caption": [r["captions"][0] for r in rows],
+               **{f"hard_text_{k}": [r["captions"][k] for r in rows] for k in range(1, 5)}}
+    write_parquet(root / "data" / "test-00000-of-00001.parquet", columns, features)
+    return rows

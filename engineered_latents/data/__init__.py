@@ -40,9 +40,11 @@ class Adapter(Protocol):
 
 def _registry() -> dict:
     """name -> a callable `(data_path=None, **options) -> Adapter` (a class or a partial)."""
+    from .aro import DATASETS as ARO_DATASETS
     from .demo import DemoDataset
     from .imagenet import ImageNetDataset
     from .retrieval import CocoDataset, Flickr30kDataset
+    from .sugarcrepe import subset_classes as sugarcrepe_classes
     from .upload import UploadDataset
     from .whatsup import SUBSETS, WhatsUpDataset
     from .winoground import WinogroundDataset
@@ -52,6 +54,8 @@ def _registry() -> dict:
                 "upload": UploadDataset}
     for subset in SUBSETS:
         registry[subset] = functools.partial(WhatsUpDataset, subset=subset)
+    registry.update(sugarcrepe_classes())
+    registry.update(ARO_DATASETS)
     return registry
 
 
