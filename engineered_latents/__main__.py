@@ -222,9 +222,6 @@ def cmd_bench(args) -> int:
     summary = compositional.suite_summary(suite, results) if suite and not args.compare else None
     if summary is not None:
         print(compositional.suite_table(suite, results, summary))
-        for r in results:
-            for note in r.notes:
-                print(f"note: {r.benchmark}: " + "; ".join(f"{k}: {v}" for k, v in note.items()))
     if args.json:
         payload = results[0].to_json() if len(names) == 1 else [r.to_json() for r in results]
         payload = {**summary, "results": payload} if summary is not None else payload
@@ -297,7 +294,9 @@ def _history_parser(sub) -> None:
 def cmd_history(args) -> int:
     from . import history
 
-    runs = history.read(args.cache_dir or Settings.from_env().cache_dir)
+    runs, skipped = history.read_counted(args.cache_dir or Settings.from_env().cache_dir)
+    if skipped:
+        print(f"({skipped} unreadable line(s) of the history skipped)", file=sys.stderr)
     if not runs:
         print("no runs recorded yet")
     for run in runs[-args.last:]:
@@ -308,9 +307,10 @@ def cmd_history(args) -> int:
         elif run.get("kind") in ("bench-compare", "compare"):
             what = history.describe_comparison(run)
         else:
-            s = run.get("parameters", {}).get("slice", {})
+            s = run.get("parameters", {}).get("slice")
+            s = s if isinstance(s, dict) else {}
             what = (f"cuts {s.get('dataset')} start={s.get('start')} count={s.get('count')} "
-                    f"nodes={run.get('n_nodes')} ({run.get('cache')})")
+                    f"nodes={run.get('n_nodes')} ({history.cache_word(run.get('cache'))})")
         print(f"{run.get('time')}  {run.get('model')}{demo}  {what}  [{run.get('code')}]")
     return 0
 

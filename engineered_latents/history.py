@@ -39,17 +39,40 @@ def append(cache_dir: str, record: dict) -> None:
 
 
 def read(cache_dir: str) -> list[dict]:
-    """All recorded runs, oldest first (unreadable lines are skipped)."""
+    """All recorded runs, oldest first (unreadable lines are skipped: see `read_counted`)."""
+    return read_counted(cache_dir)[0]
+
+
+def read_counted(cache_dir: str) -> tuple[list[dict], int]:
+    """(runs oldest first, number of lines skipped): a line that is not UTF-8, not JSON or not
+    a run record is skipped and counted, so one bad line never hides the others."""
     path = Path(cache_dir) / FILE
-    if not path.is_file():
-        return []
-    runs = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            runs.append(json.loads(line))
-        except ValueError:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return [], 0
+    runs, skipped = [], 0
+    for raw in data.splitlines():
+        if not raw.strip():
             continue
-    return runs
+        try:
+            run = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            skipped += 1
+            continue
+        if not isinstance(run, dict) or not isinstance(run.get("kind", ""), str) or \
+                not all(isinstance(run.get(k, {}), dict) for k in ("parameters", "metrics")):
+            skipped += 1
+            continue
+        runs.append(run)
+    if skipped:
+        log.warning("Skipped %d unreadable line(s) of the run history %s.", skipped, path)
+    return runs, skipped
+
+
+def cache_word(state) -> str:
+    """How a run got its result, in words: "computed" (a cache miss) or "from cache"."""
+    return {"hit": "from cache", "miss": "computed"}.get(state, str(state or "?"))
 
 
 def describe_comparison(run: dict) -> str:

@@ -113,23 +113,31 @@ def history_rows(records: list[dict]) -> list[list]:
     """The history table, one row per record (in the order given)."""
     rows = []
     for r in records:
-        model = _model_name(str(r.get("model", ""))) + (" (demo weights)"
-                                                        if r.get("demo_weights") else "")
-        if r.get("kind") == "bench":
-            limit = (r.get("parameters") or {}).get("limit")
-            what = f"{r.get('benchmark')} n={r.get('n')}" + (f" (limit {limit})" if limit else "")
-            numbers = ", ".join(f"{k} {v}" for k, v in (r.get("metrics") or {}).items())
-        else:
-            params = r.get("parameters") or {}
-            sl, cut = params.get("slice") or {}, params.get("cut") or {}
-            where = V.slice_where(SimpleNamespace(indices=sl.get("indices"),
-                                                  start=sl.get("start") or 0,
-                                                  count=sl.get("count") or 0))
-            what = (f"{sl.get('dataset')} {where}, {cut.get('mode')}, {cut.get('n_eig')} eig, "
-                    f"{r.get('n_pairs')} pairs ({r.get('cache')})")
-            numbers = "eigenvalues " + " ".join(f"{v:.3f}" for v in r.get("eigenvalues") or [])
-        rows.append([str(r.get("time", "")), str(r.get("kind", "")), model, what, numbers])
+        try:
+            rows.append(_history_row(r))
+        except (TypeError, ValueError, AttributeError, KeyError):
+            continue  # a record of an unexpected shape: the others still show
     return scrub(rows)
+
+
+def _history_row(r: dict) -> list:
+    """One row of the history table (may raise on a record of the wrong shape)."""
+    model = _model_name(str(r.get("model", ""))) + (" (demo weights)"
+                                                    if r.get("demo_weights") else "")
+    if r.get("kind") == "bench":
+        limit = (r.get("parameters") or {}).get("limit")
+        what = f"{r.get('benchmark')} n={r.get('n')}" + (f" (limit {limit})" if limit else "")
+        numbers = ", ".join(f"{k} {v}" for k, v in (r.get("metrics") or {}).items())
+    else:
+        params = r.get("parameters") or {}
+        sl, cut = params.get("slice") or {}, params.get("cut") or {}
+        where = V.slice_where(SimpleNamespace(indices=sl.get("indices"),
+                                              start=sl.get("start") or 0,
+                                              count=sl.get("count") or 0))
+        what = (f"{sl.get('dataset')} {where}, {cut.get('mode')}, {cut.get('n_eig')} eig, "
+                f"{r.get('n_pairs')} pairs ({history.cache_word(r.get('cache'))})")
+        numbers = "eigenvalues " + " ".join(f"{v:.3f}" for v in r.get("eigenvalues") or [])
+    return [str(r.get("time", "")), str(r.get("kind", "")), model, what, numbers]
 
 
 def recent_history(cache_dir: str, limit: int = HISTORY_ROWS) -> list[dict]:
