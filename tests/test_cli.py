@@ -220,3 +220,23 @@ def test_a_result_is_not_lost_when_writing_fails_after_the_run(tiny_clip, in_tmp
     status, out, _ = run_cli(capsys, "cuts", "--model", tiny_clip, "--count", "1", "--n-eig",
                              "4", "--out", in_tmp / "o2")
     assert status == 0 and "cuts hit" in out
+
+
+def test_history_skips_and_counts_unreadable_lines(tmp_path, monkeypatch, capsys):
+    from engineered_latents import history
+    from engineered_latents.ui.bench import history_rows
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    good = {"time": "t", "kind": "bench", "benchmark": "demo", "n": 3, "model": "m",
+            "metrics": {"text": 50.0}}
+    lines = [json.dumps(good).encode(), b"\xff\xfe not utf-8", b"[1, 2, 3]",
+             json.dumps({"kind": "cuts", "parameters": "oops"}).encode(), b"{broken",
+             json.dumps({"kind": "cuts", "eigenvalues": ["x"]}).encode()]
+    (cache / history.FILE).write_bytes(b"\n".join(lines) + b"\n")
+    runs, skipped = history.read_counted(str(cache))
+    assert skipped == 4 and len(runs) == 2
+    assert len(history_rows(runs)) == 1  # the record whose eigenvalues are not numbers is left out
+    status, out, err = run_cli(capsys, "history", "--cache-dir", cache)
+    assert status == 0
+    assert "bench demo n=3: text 50.0" in out and "4 unreadable line(s)" in err
