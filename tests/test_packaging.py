@@ -130,8 +130,8 @@ def test_the_wheel_installs_into_a_fresh_venv_and_runs(tmp_path):
     assert built.returncode == 0, built.stderr[-3000:]
     (wheel,) = dist.glob("engineered_latents-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "engineered_latents").rglob("*.py")
-               if "__pycache__" not in p.parts}
+    modules = {p.relative_to(source).as_posix()
+               for p in (source / "engineered_latents").rglob("*.py")}
     assert modules <= names, sorted(modules - names)  # every subpackage, toy/ and data/ too
     assert {f"engineered_latents/{a}" for a in ASSETS} <= names
     scripts = zipfile.ZipFile(wheel).read(next(n for n in names

@@ -1,5 +1,6 @@
-"""The toy CLIP shipped in assets/toy_clip: what it learned (held-out scenes, through the public
-API), the offline fallback that uses it, and the training recipe's determinism."""
+"""The toy CLIP shipped in engineered_latents/assets/toy_clip: what it learned (held-out scenes,
+through the public API, scored by the benchmarks' metrics), the offline fallback that uses it,
+and the training recipe's determinism."""
 
 import json
 import random
@@ -55,6 +56,49 @@ def test_shipped_checkpoint_is_small_and_uses_the_real_tokenizer():
     card = (TOY_DIR / "README.md").read_text()
     assert "toy model trained on synthetic shapes" in card.lower()
     assert f"{CARD['retrieval']['i2t_r1']:.1f}" in card  # the card shows the measured numbers
+
+
+def test_the_shipped_card_is_the_card_of_the_shipped_metrics():
+    """README.md is `model_card` of metrics.json: the card cannot drift from its numbers."""
+    report = toy.TrainReport(**json.loads((TOY_DIR / "metrics.json").read_text()))
+    assert (TOY_DIR / "README.md").read_text() == toy.model_card(report)
+
+
+# ----------------------------------------------------------------------------- protocol
+
+
+def test_evaluation_scores_ties_as_the_benchmarks_do(monkeypatch):
+    """All embeddings equal: every score ties, and `engineered_latents.metrics` counts a tie as
+    wrong everywhere (an argmax R@1 would credit the first item of each row: 1 / n)."""
+    from engineered_latents.toy import evaluation
+
+    def same(lm, images, captions):
+        return np.ones((len(images), 4), np.float32) / 2, np.ones((len(captions), 4),
+                                                                  np.float32) / 2
+
+    monkeypatch.setattr(evaluation, "_embed", same)
+    assert toy.eval_retrieval(None, n=10) == {"n": 10, "i2t_r1": 0.0, "t2i_r1": 0.0,
+                                               "chance": 10.0}
+    wino = toy.eval_winoground(None, n=4)
+    assert (wino["n"], wino["text"], wino["image"], wino["group"]) == (4, 0.0, 0.0, 0.0)
+    assert toy.eval_whatsup(None, n=4)["accuracy"] == 0.0
+
+
+def test_evaluation_matches_the_metrics_functions_on_real_scores(toy_lm):
+    """Winoground-style scores of the toy model equal `metrics.winoground_scores` of the same
+    score tensor computed here by hand (captions x images per example)."""
+    from engineered_latents.features import pooled_image_embeddings, pooled_text_embeddings
+    from engineered_latents.metrics import winoground_scores
+
+    data = toy.winoground_set(12)
+    img = pooled_image_embeddings(toy_lm, [im for ims, _ in data for im in ims])
+    txt = pooled_text_embeddings(toy_lm, [c for _, cs in data for c in cs])
+    scores = np.array([[[txt[2 * e + c] @ img[2 * e + i] for i in range(2)] for c in range(2)]
+                       for e in range(12)])
+    got = toy.eval_winoground(toy_lm, n=12)
+    want = winoground_scores(scores)
+    assert [got[k] for k in ("text", "image", "group")] == pytest.approx(
+        [want[k] for k in ("text", "image", "group")])
 
 
 # ----------------------------------------------------------------------------- what it learned
