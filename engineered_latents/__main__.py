@@ -363,6 +363,18 @@ def cmd_train_toy(args) -> int:
     return train_command(args)
 
 
+def _compare_parser(sub) -> None:
+    from .compare_cli import add_parser
+
+    add_parser(sub)
+
+
+def cmd_compare(args) -> int:
+    from .compare_cli import cmd_compare as run
+
+    return run(args)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse that reports a bad option as one line on stderr (exit 2), without the usage."""
 
@@ -380,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     _history_parser(sub)
     _perf_parser(sub)
     _train_toy_parser(sub)
+    _compare_parser(sub)
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # a bad option (one line printed) or --help: its status
@@ -387,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
         commands = {"cuts": cmd_cuts, "list": cmd_list, "bench": cmd_bench, "history": cmd_history,
-                    "perf": cmd_perf, "train-toy": cmd_train_toy}
+                    "perf": cmd_perf, "train-toy": cmd_train_toy, "compare": cmd_compare}
         return commands[args.command](args)
     except UserError as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)  # one line
