@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import history, metrics
+from . import compositional, history, localization, metrics
 from .cache import Cache, cache_key
 from .config import ModelSpec
 from .data import Example, get_dataset
@@ -65,7 +65,11 @@ BENCHMARKS = {b.name: b for b in [
     Benchmark("imagenet", "imagenet", "imagenet", "wds_imagenet1k",
               {"top1": 63.33, "top5": 88.78}, 50000),
     Benchmark("demo", "demo", "winoground", "demo"),  # the built-in slice, Winoground-style
+    *[Benchmark(name, name, "choice", folder, reference)  # SugarCrepe and ARO
+      for name, (folder, reference, _, _) in compositional.SPECS.items()],
+    Benchmark("localization", "demo", "localization", "demo"),  # pointing game, demo scenes
 ]}
+SUITES = compositional.SUITES  # names that run several benchmarks (bench --benchmark NAME)
 
 
 @dataclass
@@ -253,6 +257,8 @@ _KINDS = {
     "whatsup": (_whatsup_batch, _whatsup_summary),
     "retrieval": (_retrieval_batch, _retrieval_summary),
     "imagenet": (_imagenet_batch, _imagenet_summary),
+    "choice": (compositional.choice_batch, compositional.choice_summary),
+    "localization": (localization.localization_batch, localization.localization_summary),
 }
 
 

@@ -6,7 +6,11 @@ from engineered_latents.data import dataset_names, describe_datasets, get_datase
 from engineered_latents.errors import UserError
 
 NAMES = {"demo", "winoground", "whatsup-a", "whatsup-b", "coco-spatial-one", "coco-spatial-two",
-         "gqa-spatial-one", "gqa-spatial-two", "coco", "flickr30k", "imagenet", "upload"}
+         "gqa-spatial-one", "gqa-spatial-two", "coco", "flickr30k", "imagenet", "upload",
+         "sugarcrepe-add-obj", "sugarcrepe-add-att", "sugarcrepe-replace-obj",
+         "sugarcrepe-replace-att", "sugarcrepe-replace-rel", "sugarcrepe-swap-obj",
+         "sugarcrepe-swap-att", "aro-vg-relation", "aro-vg-attribution", "aro-coco-order",
+         "aro-flickr-order"}
 
 
 def test_every_dataset_is_registered():
