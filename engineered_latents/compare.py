@@ -21,11 +21,11 @@ import numpy as np
 
 from . import history
 from .affinity import pair_affinities
-from .analyses import analyze
 from .cache import Cache, cache_key
 from .config import CutSpec, ModelSpec, Settings, SliceSpec
 from .cuts import CutResult, kway_labels, run_ncut, scalar_nodes
 from .data import resolve_indices
+from .eigen_analyses import analyze
 from .errors import UserError
 from .features import EncodeSettings, encode_images, encode_texts
 from .models import check_layer, load_model, resolve_model
