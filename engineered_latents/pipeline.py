@@ -178,6 +178,11 @@ def _record(cache: Cache, run: CutsRun, model_spec: ModelSpec) -> None:
     })
 
 
+def preload_model(spec: ModelSpec) -> None:
+    """Load a model spec's weights now (once per process), so the first cut does not wait."""
+    load_model(resolve_model(spec.name), spec.device, spec.dtype)
+
+
 def open_dataset(spec: SliceSpec, cache: Cache | None = None):
     """The adapter of a slice's dataset, with the slice's options and the run's cache."""
     return get_dataset(spec.dataset, spec.data_path, cache=cache,

@@ -95,7 +95,7 @@ def test_history_rows_show_no_server_paths(tmp_path):
         "demo_weights": True, "parameters": {"limit": 8, "dtype": "float32"}, "n": 8,
         "metrics": {"text": 12.5}}])
     assert rows[0][2] == "my-model" and str(tmp_path) not in json.dumps(rows)
-    assert rows[0][3] == "demo 4..6, joint, 12 eig, 9 pairs (miss)"
+    assert rows[0][3] == "demo 4..6, joint, 12 eig, 9 pairs (computed)"
     assert rows[0][4] == "eigenvalues 1.000 0.512"
     assert rows[1][2].endswith("(demo weights)") and rows[1][3] == "demo n=8 (limit 8)"
     assert rows[1][4] == "text 12.5"
@@ -199,7 +199,19 @@ def test_upload_limit(monkeypatch):
     settings = Settings("c", 1, 64)
     assert max_uploads(settings) == 32
     monkeypatch.setenv("EL_MAX_UPLOADS", "100")
-    assert max_uploads(settings) == 64  # never above EL_MAX_COUNT
+    monkeypatch.setenv("EL_MAX_COUNT", "64")
+    assert max_uploads(Settings.from_env()) == 64  # never above EL_MAX_COUNT
+
+
+def test_settings_are_read_in_one_place_and_refuse_bad_values():
+    env = {"EL_CACHE_DIR": "/x", "EL_MAX_COUNT": "12", "EL_MODEL_DIRS": "/a:/b",
+           "EL_QUEUE_SIZE": "4", "EL_GPU_DURATION": "60", "EL_DATA_ROOT": "/d"}
+    s = Settings.from_env(env)
+    assert (s.cache_dir, s.max_count, s.model_dirs, s.queue_size, s.gpu_duration_s,
+            s.data_root) == ("/x", 12, ("/a", "/b"), 16, 60, "/d")
+    for bad in ({"EL_MAX_COUNT": "0"}, {"EL_MAX_COUNT": "many"}, {"EL_CACHE_SIZE_GB": "-1"}):
+        with pytest.raises(UserError, match=next(iter(bad))):
+            Settings.from_env(bad)
 
 
 # ----------------------------------------------------------------------------- ZeroGPU

@@ -238,8 +238,8 @@ def test_view_rereads_without_new_cut(explorer, scalar_view, monkeypatch):
 
 
 def test_raw_affinities_equal_a_fresh_encoding(scalar_view, explorer):
-    """The raw heatmap's values are the pipeline's similarities, whichever way the helper got
-    the embeddings: kept in the run (float16) or from the feature cache (float32)."""
+    """The raw heatmap's values are the pipeline's similarities, from the embeddings the run
+    keeps (float16): the view never loads a model for them."""
     import copy
     import dataclasses
 
@@ -257,8 +257,8 @@ def test_raw_affinities_equal_a_fresh_encoding(scalar_view, explorer):
     fresh = pair_affinities([img.patches], [txt.tokens], include_special=True).values[0]
     fresh = fresh[:, info.token_positions]
     assert np.allclose(scalar_view.affinities[3], fresh, atol=5e-3)
-    # without embeddings kept in the run, the cached features give the same values
+    # a run without kept embeddings says so (the views never load a model for them)
     bare = copy.deepcopy(run)
     bare.result = dataclasses.replace(run.result, patch_embeddings=None, token_embeddings=None)
-    again = V.derive(bare, scalar_view.request, explorer.cache)
-    assert np.allclose(again.affinities[3], fresh, atol=1e-5)
+    with pytest.raises(UserError, match="keeps no embeddings"):
+        V.derive(bare, scalar_view.request, explorer.cache)

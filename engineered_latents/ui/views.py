@@ -15,23 +15,19 @@ import os
 import re
 import threading
 import time
-import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import numpy as np
 from PIL import Image
 
-from .. import features
+from .. import analysis, pipeline
 from .. import figures as F
-from ..affinity import pair_affinities
 from ..cache import Cache
 from ..config import CutSpec, Settings, SliceSpec
 from ..data import Example
 from ..errors import UserError
-from ..models import load_model, resolve_model
 from ..pipeline import CutsRun, compute_cuts, open_dataset
 from . import gpu, privacy
 from .models import model_spec_for
@@ -205,8 +201,7 @@ class Explorer:
                 self._ready.set()
             if preload_model:
                 try:
-                    spec = self.default_request().model
-                    load_model(resolve_model(spec.name), spec.device, spec.dtype)
+                    pipeline.preload_model(self.default_request().model)
                     self.startup["model_loaded_s"] = round(time.perf_counter() - started, 3)
                     log.info("Default model loaded after %.1f s.", self.startup["model_loaded_s"])
                 except Exception as e:  # noqa: BLE001 - a Run will report it properly
@@ -288,9 +283,9 @@ def derive(run: CutsRun, request: Request, cache: Cache | None) -> RunView:
     token_rgb = [np.nan_to_num(t, nan=0.5) for t in run.token_rgb()]
     return RunView(
         request=request, run=run, grid=grid,
-        affinities=_affinities(run, request, pair_images, cache),
+        affinities=analysis.pair_affinity_maps(run),
         word_levels=word_levels, patch_rgb=rgb, token_rgb=token_rgb,
-        top_words=_top_words(run), clusters=_clusters(run),
+        top_words=_top_words(run), clusters=analysis.cluster_summaries(run),
         images={(p.example, p.image): display_crop(im) for p, im in zip(run.pairs, pair_images)},
     )
 
@@ -307,103 +302,11 @@ def _load_examples(run: CutsRun, cache: Cache | None) -> dict[int, Example]:
     return examples
 
 
-def _affinities(run: CutsRun, request: Request, images, cache) -> list[np.ndarray]:
-    """Per pair [1 + patches, node tokens]: the raw similarities, from the embeddings the run
-    keeps, else from the cached embeddings (the model is loaded only when neither has them)."""
-    res = run.result
-    kept_patches = getattr(res, "patch_embeddings", None)
-    kept_tokens = getattr(res, "token_embeddings", None)
-    if kept_patches is not None and kept_tokens is not None:
-        patches = [np.asarray(kept_patches[i], np.float32) for i, _ in res.pair_items]
-        tokens = [np.asarray(kept_tokens[c], np.float32) for _, c in res.pair_items]
-        return _pair_values(run, patches, tokens)
-    settings = features.EncodeSettings(request.model.layer, request.model.patch_norm)
-    captions = [p.caption for p in run.pairs]
-    img = _cached_features(run, settings, "img", [features.image_digest(i) for i in images], cache)
-    txt = _cached_features(run, settings, "txt", captions, cache)
-    if img is None or txt is None:
-        lm = load_model(run.model, request.model.device, request.model.dtype)
-        img = features.encode_images(lm, images, settings, cache)[0]
-        txt = features.encode_texts(lm, captions, settings, cache)[0]
-    return _pair_values(run, [f.patches for f in img], [t.tokens for t in txt])
-
-
-def _pair_values(run: CutsRun, patches, tokens) -> list[np.ndarray]:
-    aff = pair_affinities(patches, tokens, run.cut.similarity, include_special=True)
-    return [aff.values[p][:, info.token_positions] for p, info in enumerate(run.pairs)]
-
-
-def _cached_features(run, settings, kind: str, items: Sequence[str], cache) -> list | None:
-    """The cached embeddings of `items`, or None if any is missing. Uses the feature cache's key
-    (see the core change requested in the app's notes); any mismatch just means a model load."""
-    if cache is None:
-        return None
-    stub = SimpleNamespace(resolved=run.model, dtype=run.provenance.get("dtype"))
-    try:
-        values = [cache.get(features._feature_key(kind, stub, settings, it)) for it in items]
-    except Exception:  # noqa: BLE001 - a changed private helper: fall back to encoding
-        return None
-    return None if any(v is None for v in values) else values
-
-
 def _top_words(run: CutsRun) -> list[tuple[int, float, list[str], list[str]]]:
     """(eigenvector, eigenvalue, highest words, lowest words) for every eigenvector but 0."""
     return [(e, float(run.result.eigval[e]), words["high"], words["low"])
             for e, words in run.top_words_all(5).items()]
 
-
-def _clusters(run: CutsRun, n_words: int = 6) -> list[dict]:
-    """Per k-way cluster: node count, most frequent words, patch nodes and the pairs they are in."""
-    res = run.result
-    k = int(res.labels.max()) + 1 if len(res.labels) else 0
-    k = max(k, run.cut.clusters)
-    vocab: dict[str, int] = {}
-    if res.mode == "scalar":
-        t_max = max(res.n_tokens)
-        table = np.full((len(run.pairs), t_max), -1, np.int64)  # [pairs, T] -> word id
-        for p, info in enumerate(run.pairs):
-            for word, positions in zip(info.words, info.word_positions):
-                table[p, positions] = vocab.setdefault(word.lower(), len(vocab))
-        word_ids = table[res.index[:, 0], res.index[:, 2]]
-        patch_ids = res.index[:, 0] * res.n_patches + res.index[:, 1]
-        pair_of = res.index[:, 0]
-        is_patch = np.ones(len(res.index), bool)
-    else:
-        items = np.array(res.pair_items, dtype=np.int64).reshape(-1, 2)  # [pairs, (image, caption)]
-        image_pair = np.full(int(items[:, 0].max()) + 1, -1, np.int64)
-        caption_pair = np.full(len(res.n_tokens), -1, np.int64)
-        image_pair[items[::-1, 0]] = np.arange(len(items))[::-1]  # first pair showing each item
-        caption_pair[items[::-1, 1]] = np.arange(len(items))[::-1]
-        table = np.full((len(res.n_tokens), max(res.n_tokens)), -1, np.int64)  # [captions, T]
-        for c, p in enumerate(caption_pair):
-            if p < 0:
-                continue
-            info = run.pairs[p]
-            for word, positions in zip(info.words, info.word_positions):
-                table[c, positions] = vocab.setdefault(word.lower(), len(vocab))
-        is_patch = res.index[:, 0] == 0
-        item, position = res.index[:, 1], res.index[:, 2]
-        word_ids = np.where(is_patch, -1, table[np.where(is_patch, 0, item),
-                                                np.where(is_patch, 0, position)])
-        patch_ids = np.where(is_patch, item * res.n_patches + position, -1)
-        pair_of = np.where(is_patch, image_pair[np.where(is_patch, item, 0)],
-                           caption_pair[np.where(is_patch, 0, item)])
-    names = np.array(list(vocab) or [""], dtype=object)
-    out = []
-    for c in range(k):
-        members = res.labels == c
-        ids = word_ids[members]
-        ids = ids[ids >= 0]
-        counts = np.bincount(ids, minlength=len(vocab)) if len(ids) else np.zeros(0, int)
-        top = [str(names[i]) for i in np.argsort(-counts, kind="stable")[:n_words] if counts[i]]
-        patches = patch_ids[members & is_patch]
-        pairs = np.bincount(pair_of[members & (pair_of >= 0)], minlength=1)
-        out.append({
-            "cluster": c, "size": int(members.sum()), "words": top,
-            "patch_nodes": int(len(np.unique(patches[patches >= 0]))),
-            "pairs": [int(p) for p in np.argsort(-pairs, kind="stable")[:4] if pairs[p]],
-        })
-    return out
 
 
 # ----------------------------------------------------------------------------- pair views
@@ -453,37 +356,10 @@ def overlay_values(view: RunView, pair: int, word: int, eig: int, source: str) -
         columns = [info.token_positions.index(t) for t in positions]
         return view.affinities[pair][:, columns].mean(axis=1)
     if source == "k-way clusters":
-        return _patch_clusters(view, pair)
+        return analysis.patch_clusters(view.run, pair)
     if word == ALL_WORDS:
         return res.patch_map(pair)[:, eig]
-    if res.mode == "scalar":  # the word's columns of the node values, averaged over its pieces
-        with warnings.catch_warnings():  # the CLS row is all NaN unless special tokens are nodes
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return np.nanmean(res.node_values(pair)[:, positions, eig], axis=1)
-    # joint: the word's token nodes vs each patch node, cosine over eigenvectors 1..k-1
-    word_vec = res.word_scores(pair)[positions, 1:].mean(axis=0)
-    patches = res.patch_map(pair)[:, 1:]
-    norms = np.linalg.norm(patches, axis=1) * max(np.linalg.norm(word_vec), 1e-12)
-    with np.errstate(all="ignore"):
-        return (patches @ word_vec) / np.maximum(norms, 1e-12)
-
-
-def _patch_clusters(view: RunView, pair: int) -> np.ndarray:
-    """[1 + patches] k-way cluster of each patch (scalar: its most frequent over the tokens)."""
-    res = view.run.result
-    out = np.full(res.n_patches, np.nan)
-    if res.mode == "scalar":
-        rows = res.index[:, 0] == pair
-        k = int(res.labels.max()) + 1
-        counts = np.zeros((res.n_patches, k), np.int64)
-        np.add.at(counts, (res.index[rows, 1], res.labels[rows]), 1)
-        has = counts.sum(1) > 0
-        out[has] = counts[has].argmax(1)
-    else:
-        image = res.pair_items[pair][0]
-        rows = (res.index[:, 0] == 0) & (res.index[:, 1] == image)
-        out[res.index[rows, 2]] = res.labels[rows]
-    return out
+    return analysis.word_patch_map(view.run, pair, positions, eig)
 
 
 def overlay_figure(view: RunView, pair, word, eig, source: str = "eigenvector"):
