@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 from . import history, landscape, losses  # noqa: E402
 from .benchmarks import BENCHMARKS, run_benchmark  # noqa: E402
 from .cache import Cache  # noqa: E402
+from .compare import CompareRun, compare_cuts  # noqa: E402
 from .config import CutSpec, ModelSpec, Settings, SliceSpec  # noqa: E402
 from .cuts import CutResult, kway_labels, run_ncut  # noqa: E402
 from .data import Example, dataset_names, describe_datasets, get_dataset  # noqa: E402
@@ -22,8 +23,9 @@ from .output import save, summary  # noqa: E402
 from .pipeline import CutsRun, compute_cuts, cut_examples  # noqa: E402
 
 __all__ = [
-    "BENCHMARKS", "Cache", "CutResult", "CutSpec", "CutsRun", "DEFAULT_MODEL", "Example",
-    "ModelSpec", "Settings", "SliceSpec", "UserError", "compute_cuts", "cut_examples",
+    "BENCHMARKS", "Cache", "CompareRun", "CutResult", "CutSpec", "CutsRun", "DEFAULT_MODEL",
+    "Example", "ModelSpec", "Settings", "SliceSpec", "UserError", "compare_cuts", "compute_cuts",
+    "cut_examples",
     "dataset_names", "describe_datasets", "get_dataset", "history", "kway_labels", "landscape",
     "load_model", "losses", "resolve_model", "run_benchmark", "run_ncut", "save", "summary",
 ]
