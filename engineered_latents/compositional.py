@@ -160,9 +160,11 @@ def items_table(result, n: int) -> str:
     if not low:
         return f"items: {result.benchmark} keeps no per-item scores"
     lines = []
+    two_by_two = np.ndim(low[0]["scores"]) == 2
+    what = ("the text margin, min(s(c0,i0) - s(c1,i0), s(c1,i1) - s(c0,i1))" if two_by_two
+            else "positive minus best negative")
     for title, items in (("smallest", low), ("largest", high)):
-        lines.append(f"{result.benchmark}: {len(items)} items with the {title} margins "
-                     "(positive minus best negative)")
+        lines.append(f"{result.benchmark}: {len(items)} items with the {title} margins ({what})")
         for e in items:
             ok = e.get("correct", e.get("text"))
             tag = e.get("tag", "")

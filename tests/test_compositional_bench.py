@@ -125,3 +125,33 @@ def test_sugarcrepe_suite_with_data_root_prints_one_table(tiny_clip, tmp_path, c
                           "sugarcrepe-overall"}
     assert stdout.count("95% CI") == 1  # one table
     assert "sugarcrepe-overall" in stdout and "sugarcrepe-add-obj" in stdout
+
+
+def test_compositional_suite_runs_everything_from_one_data_root(tiny_clip, tmp_path, capsys):
+    from fixtures_data import whatsup_rows, write_whatsup, write_winoground
+
+    from engineered_latents.data.sugarcrepe import SUBSETS
+
+    root = tmp_path / "root"
+    write_winoground(root / "winoground", n=4)
+    write_whatsup(root / "whatsup_all", {"Controlled_Images_A": whatsup_rows("A", 4),
+                                         "Controlled_Images_B": whatsup_rows("B", 4)})
+    for k, subset in enumerate(SUBSETS):
+        write_sugarcrepe(root / f"SugarCrepe_{subset}", n=2, seed=k)
+    write_aro_pairs(root / "ARO-Visual-Relation", n=4)
+    write_aro_pairs(root / "ARO-Visual-Attribution", n=4, column=None, bbox=False)
+    write_aro_order(root / "ARO-COCO-order", n=3)
+    write_aro_order(root / "ARO-Flickr-Order", n=3, seed=1)
+    result, stdout = _bench(tmp_path, capsys, "--benchmark", "compositional", "--model",
+                            tiny_clip, "--data-root", str(root), "--show-items", "1")
+    names = [r["benchmark"] for r in result["results"]]
+    assert names == ["winoground", "whatsup-a", "whatsup-b", *[
+        f"sugarcrepe-{s.replace('_', '-')}" for s in SUBSETS], "aro-vg-relation",
+        "aro-vg-attribution", "aro-coco-order", "aro-flickr-order"]
+    assert result["suite"] == "compositional" and "sugarcrepe-overall" in result["means"]
+    assert stdout.count("95% CI") == 1
+    for name in ("winoground", "whatsup-b", "aro-flickr-order", "sugarcrepe-add"):
+        assert name in stdout
+    assert "the text margin" in stdout  # Winoground's items
+    attribution = result["results"][names.index("aro-vg-attribution")]
+    assert "macro_accuracy" not in attribution["metrics"]  # that copy has no attributes
