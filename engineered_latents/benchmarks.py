@@ -20,6 +20,7 @@ from . import compositional, history, localization, metrics
 from .cache import Cache, cache_key
 from .config import ModelSpec
 from .data import Example, get_dataset
+from .data import images as image_files
 from .errors import UserError
 from .features import PREPROCESSING_VERSION, pooled_image_embeddings, pooled_text_embeddings
 from .models import DEFAULT_MODEL, dtype_name, load_model, pick_device, pick_dtype, resolve_model
@@ -309,8 +310,9 @@ def run_benchmark(
     indices = benchmark_indices(bench, dataset.size(), limit)
     dtype = dtype_name(pick_dtype(model_spec.dtype or "float32", pick_device(model_spec.device)))
     identity = {"weights": model.weights_id, "dtype": dtype, "prep": PREPROCESSING_VERSION,
-                "bench": BENCH_VERSION, "benchmark": name, "dataset": dataset.name,
-                "split": dataset.split, "data": dataset.identity()}
+                "normalize": image_files.NORMALIZE_VERSION, "bench": BENCH_VERSION,
+                "benchmark": name, "dataset": dataset.name, "split": dataset.split,
+                "data": dataset.identity()}
     final_key = cache_key("bench", {**identity, "indices": indices, "boot": n_bootstrap,
                                     "per_item": 1})
     cached = cache.get(final_key)

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from .cache import Cache, cache_key
+from .data import images as image_files
 from .models import LoadedModel, dtype_name
 from .prefetch import prefetched
 
@@ -57,11 +58,14 @@ def image_digest(image: Image.Image) -> str:
 
 
 def _feature_key(kind: str, lm: LoadedModel, settings: EncodeSettings, item: str) -> str:
-    return cache_key(kind, {
+    fields = {
         "weights": lm.resolved.weights_id, "dtype": dtype_name(lm.dtype),
         "layer": settings.layer, "patch_norm": settings.patch_norm,
         "prep": PREPROCESSING_VERSION, "item": item,
-    })
+    }
+    if kind == "img":  # the pixels went through data.images.normalize_image
+        fields["normalize"] = image_files.NORMALIZE_VERSION
+    return cache_key(kind, fields)
 
 
 def _cached_batches(

@@ -155,7 +155,7 @@ def _resolve_local(path: Path, name: str) -> ResolvedModel:
             "CLIPModel.save_pretrained, or a Hub id."
         )
     _check_is_clip(config, name)
-    return ResolvedModel(name, f"local:{fingerprint_dir(path)}", str(path.resolve()))
+    return ResolvedModel(name, f"local:{model_dir_digest(path)}", str(path.resolve()))
 
 
 def _check_is_clip(config: Path, name: str) -> None:
@@ -172,8 +172,9 @@ def _check_is_clip(config: Path, name: str) -> None:
         )
 
 
-def fingerprint_dir(path: Path) -> str:
-    """A content fingerprint of a model directory: small files hashed whole, large ones sampled.
+def model_dir_digest(path: Path) -> str:
+    """Which weights a model folder holds: a content digest of its files (those up to 64 MB
+    hashed whole, larger ones by head, tail and mtime), so a copy elsewhere digests the same.
 
     Hashed once per state of the folder (names, sizes, mtimes), so resolving the same local
     model on every run costs a few stat calls.
@@ -298,7 +299,7 @@ def toy_resolved() -> ResolvedModel:
     """The offline fallback: the toy CLIP in the package data (random weights if missing)."""
     if not (TOY_DIR / "config.json").is_file():
         return demo_resolved()
-    return ResolvedModel(DEFAULT_MODEL, f"toy-{fingerprint_dir(TOY_DIR)}", str(TOY_DIR), True,
+    return ResolvedModel(DEFAULT_MODEL, f"toy-{model_dir_digest(TOY_DIR)}", str(TOY_DIR), True,
                          TOY_WARNING)
 
 

@@ -19,6 +19,7 @@ from .cache import Cache, cache_key
 from .config import CutSpec, ModelSpec, Settings, SliceSpec
 from .cuts import MODES, CutResult, joint_nodes, kway_labels, minmax_rgb, run_ncut, scalar_nodes
 from .data import Example, get_dataset, resolve_indices
+from .data import images as image_files
 from .errors import UserError
 from .features import (
     PREPROCESSING_VERSION,
@@ -215,8 +216,9 @@ def _cuts_key(model, model_spec, dataset, indices, slice_spec, cut_spec) -> str:
     return cache_key("cuts", {
         "weights": model.weights_id, "dtype": dtype_name(pick_dtype(model_spec.dtype, device)),
         "layer": model_spec.layer, "patch_norm": model_spec.patch_norm,
-        "prep": PREPROCESSING_VERSION, "pipeline": PIPELINE_VERSION,
-        "dataset": dataset.name, "split": dataset.split, "data": dataset.identity(),
+        "prep": PREPROCESSING_VERSION, "normalize": image_files.NORMALIZE_VERSION,
+        "pipeline": PIPELINE_VERSION, "dataset": dataset.name, "split": dataset.split,
+        "data": dataset.identity(),
         "indices": indices, "crossed": slice_spec.crossed_pairs, "cut": asdict(cut_spec),
         "ncut_device": _ncut_device(model_spec),
     })

@@ -146,12 +146,12 @@ def test_vanished_revision_is_forgotten(online, monkeypatch, wino_root):
 
 def test_fingerprint_ignores_hidden_folders(tmp_path):
     (tmp_path / "a.txt").write_text("x")
-    before = hub.fingerprint_dir(str(tmp_path))
+    before = hub.data_dir_stamp(str(tmp_path))
     (tmp_path / ".cache").mkdir()
     (tmp_path / ".cache" / "lock").write_text("y")
-    assert hub.fingerprint_dir(str(tmp_path)) == before
+    assert hub.data_dir_stamp(str(tmp_path)) == before
     (tmp_path / "b.txt").write_text("z")
-    assert hub.fingerprint_dir(str(tmp_path)) != before
+    assert hub.data_dir_stamp(str(tmp_path)) != before
 
 
 def test_webdataset_from_the_hub_probes_shard_keys_once(online, monkeypatch, tmp_path):

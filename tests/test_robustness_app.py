@@ -435,7 +435,7 @@ def test_paths_outside_the_allowed_places_are_refused_before_any_loading(
 
     touched = []
     for module, name in ((pipeline, "resolve_model"), (views, "resolve_model"),
-                         (views, "load_model"), (models, "fingerprint_dir"),
+                         (views, "load_model"), (models, "model_dir_digest"),
                          (models, "_resolve_local")):
         real = getattr(module, name)
         monkeypatch.setattr(module, name,

@@ -326,8 +326,9 @@ def read_head(url: str, size: int = 512) -> bytes:
 # ----------------------------------------------------------------------------- local copies
 
 
-def fingerprint_dir(path: str) -> str:
-    """A cheap fingerprint of a local copy: relative names, sizes and mtimes of its files."""
+def data_dir_stamp(path: str) -> str:
+    """Whether a local copy changed: a stamp of its files' relative names, sizes and mtimes
+    (stat calls only, no content read; a copy with other mtimes gets another stamp)."""
     root = Path(path).expanduser().resolve()
     digest = hashlib.sha256()
     for folder, dirs, files in os.walk(root):

@@ -70,7 +70,7 @@ class StreamedDataset:
         """`local:<fingerprint>` for a --data-path copy, else `<repo id>@<pinned commit sha>`."""
         if self._identity is None:
             if self.data_path:
-                self._identity = f"local:{hub.fingerprint_dir(self.data_path)}"
+                self._identity = f"local:{hub.data_dir_stamp(self.data_path)}"
             else:
                 self._identity = f"{self.repo_id}@{self.revision()}"
         return self._identity

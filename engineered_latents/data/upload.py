@@ -60,7 +60,7 @@ class UploadDataset:
             raise UserError(f"--data-path {data_path} is not a folder of images.")
         self.data_path = str(folder.resolve())
         self.entries = read_folder(folder, captions)
-        self._identity = f"upload:{hub.fingerprint_dir(self.data_path)}"
+        self._identity = f"upload:{hub.data_dir_stamp(self.data_path)}"
         self.skipped: list[dict] = []
         self.warnings: list[str] = []
 
