@@ -45,7 +45,7 @@ def test_sugarcrepe_examples_have_the_positive_first(tmp_path):
         assert ex.captions == tuple(row["tested_labels"])
         assert ex.pairs == ((0, 0), (0, 1))
         assert ex.meta == {"correct": 0, "subset": "sugarcrepe-replace-rel",
-                           "tag": "replace-rel", "family": "replace"}
+                           "tag": "replace-rel", "family": "replace", "label_checked": True}
         assert np.array_equal(np.asarray(ex.images[0]), np.asarray(row["image"]))
 
 
@@ -108,3 +108,14 @@ def test_a_repository_with_other_columns_names_the_columns_found(tmp_path):
         get_dataset("aro-vg-relation", str(tmp_path), cache=False).load([0])
     with pytest.raises(UserError, match=r"no caption column.*tested_labels.*caption, image"):
         get_dataset("sugarcrepe-swap-obj", str(tmp_path), cache=False).load([0])
+
+
+def test_label_names_from_classlabel_text_or_nothing():
+    from engineered_latents.data.streamed import Unusable
+    from engineered_latents.data.sugarcrepe import _label_name
+
+    assert _label_name(1, ["a", "b"]) == "b"
+    assert _label_name("a cat", None) == "a cat"
+    assert _label_name(1, None) is None  # no ClassLabel names: cannot be checked
+    with pytest.raises(Unusable, match="outside its 2 ClassLabel names"):
+        _label_name(2, ["a", "b"])

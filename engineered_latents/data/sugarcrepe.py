@@ -7,11 +7,11 @@ read from a download): `image`, `tested_labels` = [positive caption, negative ca
 all subsets). The name is checked against `tested_labels[0]`: a row where they disagree is
 refused (skipped and listed in `adapter.skipped`), since which caption is correct is then unknown.
 A `true_label` stored as plain text is compared the same way; an integer without ClassLabel names
-cannot be checked and is accepted.
+cannot be checked and is accepted (`meta["label_checked"]` says which).
 
 Revisions are pinned on first use, like every Hub dataset here (`hub.pinned_revision`); no sha is
 hard-coded. Example: images (the image,), captions (positive, negative), pairs ((0, 0), (0, 1)),
-meta {"correct": 0, "subset", "tag", "family"}.
+meta {"correct": 0, "subset", "tag", "family", "label_checked"}.
 """
 
 from __future__ import annotations
@@ -69,11 +69,12 @@ class SugarCrepeDataset(StreamedDataset):
             raise Unusable(f"refused: true_label names {name!r} but tested_labels[0] is "
                            f"{positive!r}, so which caption is correct is unknown")
         return {"images": [row_image(first_image(image))], "captions": [positive, negative],
-                "meta": {}}
+                "meta": {"label_checked": name is not None}}
 
     def _example(self, index: int, record: dict, images: tuple) -> Example:
         tag = self.subset.replace("_", "-")
-        meta = {"correct": 0, "subset": self.name, "tag": tag, "family": tag.split("-")[0]}
+        meta = {"correct": 0, "subset": self.name, "tag": tag, "family": tag.split("-")[0],
+                **record["meta"]}
         return Example(index, images[:1], tuple(record["captions"]), ((0, 0), (0, 1)), meta)
 
 
