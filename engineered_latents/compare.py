@@ -160,14 +160,8 @@ def _compute(models, specs, dataset, indices, slice_spec, cut_spec, cache, repor
         lms.append(lm)
         info[f"embeddings_cached_{label}"] = f"{img_hits + txt_hits}/{len(images) + len(captions)}"
     report("NCut", 0.7)
-    device = _ncut_device(specs[0])
-    if cut_spec.mode == "scalar":
-        results, spans, matches = _shared_scalar(cut_spec, encoded, pair_items, timings, device)
-    else:
-        (ra, spans_a), (rb, spans_b) = [_cut(cut_spec, img, txt, pair_items, timings, device)
-                                        for img, txt in encoded]
-        results, spans, matches = [ra, rb], [spans_a, spans_b], None
-    runs = []
+    results, spans = cut_both(cut_spec, encoded, pair_items, timings, _ncut_device(specs[0]))
+    runs, matches = [], None
     for m, (model, lm, (_, txt)) in enumerate(zip(models, lms, encoded)):
         pairs = [_pair_info(meta, txt[c], spans[m][p])
                  for p, (meta, (_, c)) in enumerate(zip(pair_meta, pair_items))]
@@ -186,6 +180,19 @@ def _compute(models, specs, dataset, indices, slice_spec, cut_spec, cache, repor
     with _timed(timings, "analyses"):
         run.analyses = analyze(runs[0], clip[0], runs[1], clip[1])
     return run
+
+
+def cut_both(cut_spec: CutSpec, encoded, pair_items, timings: dict | None = None,
+             device: str = "cpu") -> tuple[list[CutResult], list[list[tuple[int, int]]]]:
+    """The NCut stage on both models' embeddings: scalar mode one graph over both node sets,
+    joint mode one cut each (not yet matched: `align_runs`). `encoded` is per model (image
+    features, caption features) of the slice's unique items; `pair_items` per pair (image,
+    caption). Returns per model the CutResult and each pair's node token span."""
+    timings = timings if timings is not None else {}
+    if cut_spec.mode == "scalar":
+        return _shared_scalar(cut_spec, encoded, pair_items, timings, device)
+    cuts = [_cut(cut_spec, img, txt, pair_items, timings, device) for img, txt in encoded]
+    return [r for r, _ in cuts], [s for _, s in cuts]
 
 
 def _shared_scalar(cut_spec: CutSpec, encoded, pair_items, timings, device):
@@ -217,7 +224,7 @@ def _shared_scalar(cut_spec: CutSpec, encoded, pair_items, timings, device):
             img[0].patches.shape[0], [len(t.ids) for t in txt],
             [f.patches.astype(np.float16) for f in img],
             [t.tokens.astype(np.float16) for t in txt]))
-    return results, [s for _, _, s in nodes], None
+    return results, [s for _, _, s in nodes]
 
 
 def shared_word_rows(run_a: CutsRun, run_b: CutsRun) -> tuple[np.ndarray, np.ndarray]:

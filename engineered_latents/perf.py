@@ -184,7 +184,27 @@ def _size_report(lm, examples, rows: dict, device: str) -> dict:
         "ncut": {m: _ncut_alone(lm, examples, m, device) for m in ("scalar", "joint")},
         "extraction": _extraction(lm, examples),
         "floor_items_per_s": round(len(examples) * 4 / med(rows["floor"]), 1),
+        "compare": _compare_figure(lm, examples, device, med(rows["scalar"])),
     }
+
+
+def _compare_figure(lm, examples, device: str, scalar_s: float) -> dict:
+    """Comparing two models (here the last layer and layer 6 of the same weights), cold cache:
+    both encodings plus one scalar NCut over both node sets, and its ratio to two single cuts."""
+    from .compare import cut_both
+    from .features import encode_images, encode_texts
+    from .pipeline import _unique_items
+
+    def run():
+        images, captions, pair_items, _ = _unique_items(examples)
+        encoded = [(encode_images(lm, images, s)[0], encode_texts(lm, captions, s)[0])
+                   for s in (EncodeSettings(), EncodeSettings(layer=6))]
+        cut_both(CutSpec(), encoded, pair_items, timings, device)
+
+    timings: dict = {}
+    seconds = _seconds(run)
+    return {"seconds": round(seconds, 4), "ncut_s": timings.get("ncut"),
+            "over_two_cuts": round(seconds / (2 * scalar_s), 3)}
 
 
 def machine(lm) -> dict:
@@ -210,6 +230,12 @@ def table(report: dict) -> str:
                      f"{sec['joint']:>9.2f}{sec['original']:>9.2f}{s['scalar_over_floor']:>11.2f}"
                      f"{s['joint_over_floor']:>12.2f}{s['speedup_over_original']:>10.2f}"
                      f"{s['cache_hit_s'] * 1000:>8.1f}")
+    for s in report["sizes"]:
+        if "compare" in s:
+            c = s["compare"]
+            lines.append(f"{s['pairs']} pairs: compare two models (scalar, one NCut over both) "
+                         f"{c['seconds']:.2f}s, NCut {c['ncut_s']:.2f}s, "
+                         f"{c['over_two_cuts']:.2f}x two single cuts")
     for s in report["sizes"]:
         nc = s["ncut"]
         ex = s["extraction"]
