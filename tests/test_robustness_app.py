@@ -431,12 +431,10 @@ def test_paths_outside_the_allowed_places_are_refused_before_any_loading(
         server, client, tiny_clip, tmp_path, monkeypatch, typed):
     import engineered_latents.models as models
     import engineered_latents.pipeline as pipeline
-    from engineered_latents.ui import views
 
     touched = []
-    for module, name in ((pipeline, "resolve_model"), (views, "resolve_model"),
-                         (views, "load_model"), (models, "model_dir_digest"),
-                         (models, "_resolve_local")):
+    for module, name in ((pipeline, "resolve_model"), (pipeline, "load_model"),
+                         (models, "model_dir_digest"), (models, "_resolve_local")):
         real = getattr(module, name)
         monkeypatch.setattr(module, name,
                             lambda *a, _real=real, _name=name, **k: touched.append(_name)

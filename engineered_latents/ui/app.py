@@ -118,8 +118,7 @@ def launch_options(settings: Settings | None = None) -> dict:
     paths["blocked_paths"] = [*paths["blocked_paths"], str(upload_root().resolve())]
     return {
         "show_error": True,
-        "max_file_size": settings.max_upload_size if settings else
-        Settings.from_env().max_upload_size,
+        "max_file_size": (settings or Settings.from_env()).max_upload_size,
         "footer_links": ["api", "gradio"],
         **paths,
     }

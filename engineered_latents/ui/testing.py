@@ -6,6 +6,7 @@ are off; the default view is cut (with `default_model`) before the first request
 default view (for tests that need the server, not a cut).
 """
 
+import dataclasses
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +23,7 @@ def serve(default_model: str | None, directory: str | os.PathLike, max_count: in
            "EL_CACHE_DIR": str(directory / "cache")}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    settings = Settings(cache_dir=env["EL_CACHE_DIR"], cache_size_gb=1, max_count=max_count)
+    settings = dataclasses.replace(Settings.from_env(), cache_size_gb=1, max_count=max_count)
     demo = build_app(default_model=default_model, settings=settings, warm_up=warm_up,
                      preload_model=False)
     try:

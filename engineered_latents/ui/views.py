@@ -26,7 +26,8 @@ from .. import analysis, pipeline
 from .. import figures as F
 from ..cache import Cache
 from ..config import CutSpec, Settings, SliceSpec
-from ..data import Example
+from ..controls import CONTROLS
+from ..data import Example, dataset_names
 from ..errors import UserError
 from ..pipeline import CutsRun, compute_cuts, open_dataset
 from . import gpu, privacy
@@ -55,65 +56,90 @@ class Request:
 def _as_int(value, name: str) -> int:
     if value is None or (isinstance(value, str) and not value.strip()):
         raise UserError(f"{name} is empty: give a whole number.")
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:39] + "…"
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        return int(value)  # exact, however large (the range check follows)
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise UserError(f"{name} is {value!r}: give a whole number.") from None
+    except (TypeError, ValueError, OverflowError):
+        raise UserError(f"{name} is {shown}: give a whole number.") from None
     if not np.isfinite(number) or number != int(number):
-        raise UserError(f"{name} is {value!r}: give a whole number.")
+        raise UserError(f"{name} is {shown}: give a whole number.")
     return int(number)
 
 
-def parse_indices(text: str | None) -> tuple[int, ...] | None:
-    """ "3, 7 9 12-14" -> (3, 7, 9, 12, 13, 14); empty -> None (use start and count)."""
+MAX_TEXT = 2000  # characters of a text field (indices, captions are bounded elsewhere)
+
+
+def parse_indices(text: str | None, limit: int = 10_000) -> tuple[int, ...] | None:
+    """ "3, 7 9 12-14" -> (3, 7, 9, 12, 13, 14); empty -> None (use start and count).
+
+    At most `limit` indices in all (the slice limit, EL_MAX_COUNT): counted before any range
+    is expanded, so a short text cannot ask for millions of indices."""
     if text is None or not str(text).strip():
         return None
-    chosen: list[int] = []
-    for part in re.split(r"[,\s;]+", str(text).strip()):
-        if not part:
-            continue
+    text = str(text).strip()
+    if len(text) > MAX_TEXT:
+        raise UserError(f"The indices are {len(text)} characters long: list at most {limit} "
+                        f"indices in {MAX_TEXT} characters.")
+    parts = [part for part in re.split(r"[,\s;]+", text) if part]
+    spans = []
+    for part in parts:
         span = re.fullmatch(r"(\d+)\s*-\s*(\d+)", part)
         if span:
             first, last = int(span[1]), int(span[2])
-            if last < first or last - first > 10_000:
+            if last < first:
                 raise UserError(f"Index range {part!r}: write it low-high, e.g. 12-15.")
-            chosen += range(first, last + 1)
+            spans.append((first, last))
         elif re.fullmatch(r"-?\d+", part):
-            chosen.append(int(part))
+            spans.append((int(part), int(part)))
         else:
             raise UserError(
                 f"{part[:40]!r} is not an index: list whole numbers separated by commas or "
                 "spaces, with ranges like 12-15."
             )
-    return tuple(chosen)
+    total = sum(last - first + 1 for first, last in spans)
+    if total > limit:
+        raise UserError(f"{total} examples is more than the limit of {limit} per run "
+                        "(EL_MAX_COUNT): ask for fewer.")
+    return tuple(i for first, last in spans for i in range(first, last + 1))
 
 
 def parse_request(
     *, dataset: str, start, count, indices: str | None, model: str | None, mode: str,
     n_eig, sharpness, clusters, seed, include_special: bool, patch_norm: bool,
     crossed: bool = False, all_captions: bool = False, data_path: str | None = None,
-    default_model: str | None = None,
+    default_model: str | None = None, max_count: int = 10_000,
 ) -> Request:
-    """The Explore controls as specs; anything a user can get wrong is a `UserError`."""
-    sharp = None if sharpness in (None, "", 0, 0.0) else float(sharpness)
-    if sharp is not None and not 0 < sharp < 1:
-        raise UserError(f"Sharpness is {sharp}: use a value between 0 and 1 (0 = the default).")
-    chosen = parse_indices(indices)
+    """The Explore controls as specs; anything a user can get wrong is a `UserError` (the same
+    ranges as the CLI's options: `controls.CONTROLS`)."""
+    sharp = None if sharpness in (None, "", 0, 0.0) else CONTROLS["sharpness"].check(sharpness)
+    if str(dataset or "demo") not in dataset_names():
+        raise UserError(f"Unknown dataset {str(dataset)[:40]!r}: choose one of the list.")
+    chosen = parse_indices(indices, max_count)
     slice_spec = SliceSpec(
-        dataset=str(dataset or "demo"), start=_as_int(start, "Start"),
-        count=_as_int(count, "Count"), indices=chosen, data_path=data_path,
+        dataset=str(dataset or "demo"), start=_checked(start, "start", "Start"),
+        count=_checked(count, "count", "Count"), indices=chosen, data_path=data_path,
         crossed_pairs=bool(crossed), all_captions=bool(all_captions),
     )
-    k = _as_int(n_eig, "Eigenvectors")
+    k = _checked(n_eig, "n_eig", "Eigenvectors")
+    # 0 or empty clusters: the default, min(6, n_eig); the page's RGB view is eigenvectors 1-3
+    k_way = None if clusters in (None, "", 0) else _checked(clusters, "clusters", "Clusters")
     cut = CutSpec(
-        mode=str(mode or "scalar"), n_eig=k, seed=_as_int(seed, "Seed"),
-        include_special=bool(include_special), clusters=_as_int(clusters, "Clusters"),
-        sharpness=sharp,
-        # the page has no RGB control: with fewer than 4 eigenvectors the RGB view repeats the
-        # last one (the same as the views do), instead of an error about a hidden setting
-        rgb=tuple(min(c, max(k - 1, 0)) for c in CutSpec().rgb),
+        mode=CONTROLS["mode"].check(str(mode or "scalar")), n_eig=k,
+        seed=_checked(seed, "seed", "Seed"), include_special=bool(include_special),
+        clusters=k_way, sharpness=sharp,
     )
     return Request(slice_spec, cut, model_spec_for(model, default_model, bool(patch_norm)))
+
+
+def _checked(value, control: str, label: str) -> int:
+    """A whole number from a page field, within the control table's range for `control`."""
+    number = _as_int(value, label)
+    c = CONTROLS[control]
+    if (c.lo is not None and number < c.lo) or (c.hi is not None and number > c.hi):
+        raise UserError(f"{label} is {number}: {c.range_text()}.")
+    return number
 
 
 # ----------------------------------------------------------------------------- run + derived data
@@ -179,7 +205,8 @@ class Explorer:
 
     def request(self, **controls) -> Request:
         """`parse_request` with this app's default model."""
-        return parse_request(default_model=self.default_model, **controls)
+        return parse_request(default_model=self.default_model,
+                             max_count=self.settings.max_count, **controls)
 
     # --- the default view, prepared at start-up
 
