@@ -231,14 +231,16 @@ def cmd_bench(args) -> int:
 
 def _bench_compared(name, base, args, data_path, cache):
     """Each --compare model on the same items as `base`, paired against it (and recorded)."""
-    from . import bench_compare
+    from . import bench_compare, compositional
 
     print(bench_table(base))
     others = []
     for model in args.compare:
         try:
-            other = _run_bench(name, ModelSpec(model, args.device, args.dtype), args.limit,
-                               data_path, cache, args.batch_size)
+            other = compositional.finish(_run_bench(name, ModelSpec(model, args.device,
+                                                                    args.dtype),
+                                                    args.limit, data_path, cache,
+                                                    args.batch_size))
         except UserError as e:
             raise UserError(f"--compare model {model!r}: {e}") from e
         print(bench_table(other))
