@@ -138,3 +138,21 @@ def test_a_compared_model_that_cannot_load_is_named(tiny_clip, tmp_path, capsys)
     assert code == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert len(errors) == 1 and "--compare model" in errors[0] and "nope" in errors[0]
+
+
+def test_a_multiple_choice_benchmark_pairs_by_dataset_index(tiny_clip, tiny_clip_small_grid,
+                                                            tmp_path):
+    from fixtures_data import write_sugarcrepe
+
+    from engineered_latents.data.sugarcrepe import SUBSETS, dataset_name, repo_id
+
+    name = dataset_name(SUBSETS[0])
+    root = tmp_path / "data"
+    write_sugarcrepe(root / repo_id(SUBSETS[0]).split("/")[1], n=6)
+    code, result = _bench(tmp_path, "--model", tiny_clip, "--compare", tiny_clip_small_grid,
+                          "--benchmark", name, "--data-root", str(root))
+    assert code == 0 and result["benchmark"] == name
+    a, b = (result["models"][m]["examples"] for m in (tiny_clip, tiny_clip_small_grid))
+    s = result["paired"]["accuracy"]
+    assert s["a_only"] == [x["index"] for x, y in zip(a, b) if x["correct"] and not y["correct"]]
+    assert s["b_only"] == [y["index"] for x, y in zip(a, b) if y["correct"] and not x["correct"]]
