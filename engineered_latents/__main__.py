@@ -377,6 +377,18 @@ def cmd_compare(args) -> int:
     return run(args)
 
 
+def _train_parser(sub) -> None:
+    from .finetune.cli import add_parser
+
+    add_parser(sub)
+
+
+def _cmd_train(args) -> int:
+    from .finetune.cli import cmd_train
+
+    return cmd_train(args)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse that reports a bad option as one line on stderr (exit 2), without the usage."""
 
@@ -395,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     _perf_parser(sub)
     _train_toy_parser(sub)
     _compare_parser(sub)
+    _train_parser(sub)
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # a bad option (one line printed) or --help: its status
@@ -402,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
         commands = {"cuts": cmd_cuts, "list": cmd_list, "bench": cmd_bench, "history": cmd_history,
-                    "perf": cmd_perf, "train-toy": cmd_train_toy, "compare": cmd_compare}
+                    "perf": cmd_perf, "train-toy": cmd_train_toy, "compare": cmd_compare,
+                    "train": _cmd_train}
         return commands[args.command](args)
     except UserError as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)  # one line

@@ -1,0 +1,477 @@
+"""`fit(spec)`: fine-tune a CLIP under HF Accelerate, resumable, and write a model every command
+loads.
+
+Batches and processes: `--batch-size` B is the batch every loss sees, whatever the number of
+processes: each of W processes encodes B / W pairs, the embeddings are gathered (the local rows
+keep their gradient) and every process computes the same loss on all B rows; the backward pass
+is scaled by W so that DDP's gradient average is the gradient of that loss. One process and two
+processes with the same B thus follow the same history (up to float summation order).
+`--accum A` sums the gradients of A such batches per optimizer step (each loss still sees B rows).
+
+Only the main process writes checkpoints, logs, the tracker and the output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from ..errors import UserError
+from . import checkpoints as ckpt
+from .data import BatchOrder, Collate, train_pairs
+from .losses import LossParams, combined, mean_paired_cosine, needs, row_normalize
+from .model import Encoder, count_parameters, load_base, param_groups, select_trainable
+from .spec import METRICS, TrainSpec, early_stop
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunState:
+    history: list = field(default_factory=list)
+    val: list = field(default_factory=list)
+    best_step: int | None = None
+    best_value: float | None = None
+    bad_evals: int = 0
+    stopped: str | None = None  # why training ended before the last step
+    seconds: float = 0.0
+
+
+@dataclass
+class Run:
+    """Everything the loop works on, prepared."""
+
+    spec: TrainSpec
+    accelerator: object
+    encoder: object  # prepared (DDP-wrapped when distributed)
+    optimizer: object
+    scheduler: object
+    order: BatchOrder
+    collate: Collate
+    val_collate: Collate
+    total_steps: int
+    params: LossParams
+    terms: tuple
+    tracker: object
+    say: Callable[[str], None]
+    state: RunState = field(default_factory=RunState)
+    start_step: int = 0
+
+
+# ----------------------------------------------------------------------------- setup
+
+
+def make_accelerator(spec: TrainSpec):
+    import os
+
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    from ..models import pick_device
+
+    device = pick_device(spec.device)
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        AcceleratorState._reset_state(True)  # several runs in one process (tests, notebooks)
+    dtype = spec.dtype
+    if dtype is None:
+        dtype = "bfloat16" if device.type == "cuda" and torch.cuda.is_bf16_supported() \
+            else "float32"
+    if dtype == "float16" and device.type != "cuda":
+        raise UserError("--dtype float16 needs CUDA; on the CPU use float32 or bfloat16.")
+    precision = {"float32": "no", "bfloat16": "bf16", "float16": "fp16"}[dtype]
+    return Accelerator(cpu=device.type == "cpu", mixed_precision=precision), dtype
+
+
+def make_optimizer(spec: TrainSpec, model):
+    groups = param_groups(model, spec.weight_decay)
+    if spec.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=spec.lr)
+    if spec.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=spec.lr)
+    return torch.optim.SGD(groups, lr=spec.lr, momentum=0.9)
+
+
+def lr_factor(spec: TrainSpec, total: int, warmup: int) -> Callable[[int], float]:
+    """The multiplier of --lr after `step` optimizer steps: linear warm-up, then the schedule
+    down to --min-lr."""
+    floor = spec.min_lr / spec.lr
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = min(1.0, (step - warmup) / max(1, total - warmup))
+        if spec.scheduler == "cosine":
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+        if spec.scheduler == "linear":
+            return floor + (1 - floor) * (1 - t)
+        return 1.0
+
+    return factor
+
+
+def schedule_length(spec: TrainSpec, order: BatchOrder) -> tuple[int, int]:
+    """(total optimizer steps, warm-up steps)."""
+    per_epoch = max(1, order.per_epoch // spec.accum)
+    if spec.steps is not None:
+        total = spec.steps
+    elif spec.epochs is not None:
+        total = max(1, round(spec.epochs * per_epoch))
+    else:
+        total = 100
+    warmup = spec.warmup_steps(per_epoch)
+    if warmup >= total:
+        raise UserError(f"--warmup {spec.warmup} is {warmup} steps, not fewer than the "
+                        f"{total} steps of the run: shorten the warm-up.")
+    return total, warmup
+
+
+# ----------------------------------------------------------------------------- one step
+
+
+def gather_rows(x: torch.Tensor, accelerator) -> torch.Tensor:
+    """All processes' rows in rank order; this process's rows keep their gradient."""
+    if accelerator.num_processes == 1:
+        return x
+    import torch.distributed as dist
+
+    parts = [torch.empty_like(x) for _ in range(accelerator.num_processes)]
+    dist.all_gather(parts, x.detach().contiguous())
+    parts[accelerator.process_index] = x
+    return torch.cat(parts)
+
+
+def tokens_graph(out: dict, batch: dict, max_nodes: int, seed: int) -> torch.Tensor:
+    """The joint patch + word-token graph of the batch, each modality centred and normalized,
+    sampled (seeded) to at most `max_nodes` nodes, half patches. [m, D]."""
+    from .losses import _centre_normalize
+
+    ids, mask = batch["input_ids"], batch["attention_mask"].bool()
+    words = mask.clone()
+    words[:, 0] = False  # the start token
+    words[torch.arange(len(ids)), mask.sum(1) - 1] = False  # the end token
+    patches = out["patches"].reshape(-1, out["patches"].shape[-1]).float()
+    tokens = out["tokens"][words].float()
+    gen = torch.Generator().manual_seed(seed)
+    n_p = min(len(patches), max_nodes // 2)
+    n_t = min(len(tokens), max_nodes - n_p)
+    pick_p = torch.randperm(len(patches), generator=gen)[:n_p].to(patches.device)
+    pick_t = torch.randperm(len(tokens), generator=gen)[:n_t].to(tokens.device)
+    return torch.cat([_centre_normalize(patches[pick_p]), _centre_normalize(tokens[pick_t])])
+
+
+def batch_loss(run: Run, out: dict, batch: dict, seed: int) -> tuple[torch.Tensor, dict]:
+    img = row_normalize(gather_rows(out["img"].float(), run.accelerator))
+    txt = row_normalize(gather_rows(out["txt"].float(), run.accelerator))
+    nodes = None
+    if run.spec.cluster_graph == "tokens" and needs(run.terms, "graph"):
+        nodes = tokens_graph(out, batch, run.spec.cluster_nodes, seed)
+    return combined(run.terms, img, txt, out["logit_scale"].float(), run.params, nodes)
+
+
+def local_rows(run: Run, g: int) -> list[int]:
+    rows = run.order.rows(g)
+    per = len(rows) // run.accelerator.num_processes
+    rank = run.accelerator.process_index
+    return rows[rank * per:(rank + 1) * per]
+
+
+def _check_finite(run: Run, loss: torch.Tensor, step: int) -> None:
+    if torch.isfinite(loss):
+        return
+    kept = ckpt.step_dirs(run.spec.out)
+    where = f"the last good checkpoint is {kept[-1][1]}" if kept else "no checkpoint was saved"
+    raise UserError(f"The loss is {loss.item()} at step {step + 1}: training stopped and "
+                    f"{where}. Try a lower --lr, --grad-clip 1.0, or --dtype float32.")
+
+
+def train_step(run: Run, step: int, batches) -> dict:
+    """One optimizer step over `accum` micro-batches; the history entry."""
+    spec, acc, enc = run.spec, run.accelerator, run.encoder
+    run.optimizer.zero_grad(set_to_none=True)
+    totals: dict[str, float] = {}
+    for a in range(spec.accum):
+        batch = next(batches)
+        sync = acc.no_sync(enc) if a < spec.accum - 1 else contextlib.nullcontext()
+        with sync:
+            with acc.autocast():
+                out = enc(**batch)
+            loss, values = batch_loss(run, out, batch, spec.seed * 7919 + step * spec.accum + a)
+            _check_finite(run, loss, step)
+            acc.backward(loss * acc.num_processes / spec.accum)
+        for name, value in {"loss": loss.item(), **values}.items():
+            totals[name] = totals.get(name, 0.0) + value / spec.accum
+    trainable = [p for p in enc.parameters() if p.requires_grad]
+    max_norm = spec.grad_clip if spec.grad_clip > 0 else float("inf")
+    grad_norm = acc.clip_grad_norm_(trainable, max_norm)
+    lr = run.optimizer.param_groups[0]["lr"]
+    run.optimizer.step()
+    run.scheduler.step()
+    with torch.no_grad():  # CLIP clamps its temperature at 100
+        clip = acc.unwrap_model(enc).clip
+        clip.logit_scale.clamp_(0, math.log(100))
+    return {"step": step + 1, **{k: round(v, 6) for k, v in totals.items()}, "lr": round(lr, 12),
+            "grad_norm": round(float(grad_norm), 6),
+            "logit_scale": round(float(clip.logit_scale.detach().exp()), 4)}
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+@torch.no_grad()
+def validate(run: Run, step: int) -> dict:
+    """Validation loss and terms (mean over full batches), mean paired cosine, R@1 both ways
+    (percent) over the validation pairs."""
+    enc = run.accelerator.unwrap_model(run.encoder)
+    enc.eval()
+    pairs, b = run.val_collate.pairs, min(run.spec.batch_size, len(run.val_collate.pairs))
+    imgs, txts, losses = [], [], []
+    device = run.accelerator.device
+    for start in range(0, len(pairs), b):
+        batch = run.val_collate(list(range(start, min(start + b, len(pairs)))))
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with run.accelerator.autocast():
+            out = enc(**batch)
+        img, txt = row_normalize(out["img"].float()), row_normalize(out["txt"].float())
+        imgs.append(img)
+        txts.append(txt)
+        if len(img) == b:
+            nodes = None
+            if run.spec.cluster_graph == "tokens" and needs(run.terms, "graph"):
+                nodes = tokens_graph(out, batch, run.spec.cluster_nodes, start)
+            loss, values = combined(run.terms, img, txt, out["logit_scale"].float(), run.params,
+                                    nodes)
+            losses.append({"val_loss": loss.item(), **{f"val_{k}": v for k, v in values.items()}})
+    enc.train()
+    img, txt = torch.cat(imgs), torch.cat(txts)
+    sims = img @ txt.T  # [n, n]
+    target = torch.arange(len(sims), device=sims.device)
+    entry = {"step": step, **{k: sum(d[k] for d in losses) / len(losses) for k in losses[0]},
+             "cosine": float(mean_paired_cosine(img, txt)),
+             "r1_i2t": float((sims.argmax(1) == target).float().mean() * 100),
+             "r1_t2i": float((sims.argmax(0) == target).float().mean() * 100),
+             "chance_r1": 100.0 / len(sims), "n_val": len(sims)}
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in entry.items()}
+
+
+def _improved(run: Run, entry: dict) -> bool:
+    metric, _ = early_stop(run.spec.early_stop)
+    value, best = entry[metric], run.state.best_value
+    lower = METRICS[metric]
+    return best is None or (value < best if lower else value > best)
+
+
+def after_validation(run: Run, entry: dict) -> bool:
+    """Record a validation; True when it is the best so far."""
+    state = run.state
+    state.val.append(entry)
+    metric, patience = early_stop(run.spec.early_stop)
+    best = _improved(run, entry)
+    if best:
+        state.best_step, state.best_value, state.bad_evals = entry["step"], entry[metric], 0
+    else:
+        state.bad_evals += 1
+        if patience is not None and state.bad_evals >= patience:
+            state.stopped = (f"early stop: {metric} did not improve for {patience} validations "
+                             f"(best {state.best_value} at step {state.best_step})")
+    run.say(f"val step {entry['step']}: loss {entry['val_loss']:.4f}, cosine "
+            f"{entry['cosine']:.4f}, R@1 i2t {entry['r1_i2t']:.1f} t2i {entry['r1_t2i']:.1f} "
+            f"(chance {entry['chance_r1']:.1f})" + (" best" if best else ""))
+    return best
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+class _Interrupt:
+    """Ctrl-C sets a flag that the loop checks after each step (so a checkpoint is consistent);
+    a second Ctrl-C stops at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def save_checkpoint(run: Run, step: int) -> None:
+    acc = run.accelerator
+    if acc.is_main_process:
+        state = {**run.state.__dict__}
+        ckpt.save(run.spec.out, step, acc.unwrap_model(run.encoder), run.optimizer,
+                  run.scheduler, state)
+        ckpt.prune(run.spec.out, run.spec.keep, run.state.best_step)
+    acc.wait_for_everyone()
+
+
+def _batches(run: Run):
+    from ..prefetch import prefetched
+
+    device = run.accelerator.device
+    micro = range(run.start_step * run.spec.accum, run.total_steps * run.spec.accum)
+    for _, batch in prefetched(micro, lambda g: run.collate(local_rows(run, g))):
+        yield {k: v.to(device) for k, v in batch.items()}
+
+
+def run_loop(run: Run, on_step: Callable[[int], None] | None = None) -> None:
+    """Train from `run.start_step` to the end (or an early stop); checkpoints and validations
+    on their schedules. Ctrl-C saves a checkpoint and raises KeyboardInterrupt."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=run.total_steps, initial=run.start_step, desc="train", unit="step",
+               file=sys.stderr, dynamic_ncols=True, disable=not run.accelerator.is_main_process)
+    try:
+        if run.start_step == 0 and not run.state.val:  # the base model's numbers
+            val = validate(run, 0)
+            run.tracker.log(val, 0)
+            after_validation(run, val)
+        with _Interrupt() as interrupt:
+            _steps(run, bar, interrupt, on_step)
+    finally:
+        bar.close()
+    if run.state.stopped:
+        run.say(run.state.stopped)
+
+
+def _steps(run: Run, bar, interrupt: _Interrupt, on_step) -> None:
+    spec, state = run.spec, run.state
+    batches = _batches(run)
+    begin = time.perf_counter() - state.seconds
+    samples = spec.batch_size * spec.accum
+    for step in range(run.start_step, run.total_steps):
+        if state.stopped:
+            break
+        t0 = time.perf_counter()
+        entry = train_step(run, step, batches)
+        state.seconds = time.perf_counter() - begin
+        entry["seconds"] = round(state.seconds, 3)
+        state.history.append(entry)
+        run.tracker.log(entry, step + 1)
+        bar.update(1)
+        bar.set_postfix(loss=f"{entry['loss']:.4f}", lr=f"{entry['lr']:.2e}",
+                        samples_s=f"{samples / max(time.perf_counter() - t0, 1e-9):.1f}")
+        done, best = step + 1, False
+        if done % spec.val_every == 0 or done == run.total_steps:
+            val = validate(run, done)
+            run.tracker.log(val, done)
+            best = after_validation(run, val)
+        if on_step is not None:
+            on_step(done)
+        if (best or done % spec.checkpoint_every == 0 or done == run.total_steps
+                or state.stopped or interrupt.requested):
+            save_checkpoint(run, done)
+        if interrupt.requested:
+            run.say(f"interrupted at step {done}: checkpoint saved in "
+                    f"{ckpt.folder(spec.out)}; rerun the same command to resume")
+            raise KeyboardInterrupt
+
+
+def _out_of_memory(run: Run) -> UserError:
+    spec = run.spec
+    return UserError(
+        f"Out of memory at --batch-size {spec.batch_size} on {run.accelerator.device}: try "
+        f"--batch-size {max(2, spec.batch_size // 2)} with --accum {spec.accum * 2} (the same "
+        "pairs per step; each loss then sees the smaller batch), --train lora, or --dtype "
+        "bfloat16.")
+
+
+# ----------------------------------------------------------------------------- fit
+
+
+def prepare(spec: TrainSpec, say: Callable[[str], None]):
+    """(Run, resolved base, trained model, identity, dtype) ready to train or resume."""
+    from ..cache import Cache
+    from ..config import Settings
+    from .tracking import make_tracker
+
+    accelerator, dtype = make_accelerator(spec)
+    world = accelerator.num_processes
+    if spec.batch_size % world:
+        raise UserError(f"--batch-size {spec.batch_size} is not divisible by the {world} "
+                        "processes: each process encodes an equal share.")
+    if world > 1 and spec.cluster_graph == "tokens":
+        raise UserError("--cluster-graph tokens runs on one process only; use pooled with "
+                        "several processes.")
+    cache_dir = spec.cache_dir or Settings.from_env().cache_dir
+    resolved, clip, tokenizer, processor = load_base(spec.model)
+    identity = {**spec.identity(), "base_model": resolved.weights_id}
+    previous = ckpt.check_out(spec.out, identity, spec.overwrite)
+    train, val, warnings = train_pairs(spec, Cache(cache_dir))
+    for w in warnings:
+        say(f"WARNING {w}")
+    torch.manual_seed(spec.seed)
+    trained = select_trainable(clip, spec.train, spec.last_n, spec.lora_rank)
+    encoder = Encoder(clip, tokens=spec.cluster_graph == "tokens")
+    n_train, n_total = count_parameters(encoder)
+    say(f"model {resolved.name} ({resolved.weights_id}): {n_train:,} of {n_total:,} "
+        f"parameters train ({spec.train}); {len(train)} training pairs, {len(val)} validation")
+    optimizer = make_optimizer(spec, encoder)
+    order = BatchOrder(len(train), spec.batch_size, spec.seed)
+    total, warmup = schedule_length(spec, order)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(spec, total, warmup))
+    encoder_p, optimizer_p = accelerator.prepare(encoder, optimizer)
+    config = {**spec.to_json(), "total_steps": total, "warmup_steps": warmup, "dtype": dtype,
+              "processes": world}
+    tracker = make_tracker(spec.track, cache_dir, spec.out, config, accelerator.is_main_process)
+    run = Run(spec, accelerator, encoder_p, optimizer_p, scheduler, order,
+              Collate(train, processor, tokenizer), Collate(val, processor, tokenizer), total,
+              LossParams(spec.k, spec.alpha, spec.beta, spec.gamma), spec.terms, tracker, say)
+    _resume(run, previous, accelerator)
+    if accelerator.is_main_process:
+        ckpt.write_run(spec.out, identity, resolved.weights_id)
+    extra = {"resolved": resolved, "trained": trained, "tokenizer": tokenizer,
+             "processor": processor, "config": config, "cache_dir": cache_dir,
+             "parameters": {"trainable": n_train, "total": n_total},
+             "data": {"train": train.identity, "val": val.identity, "n_train": len(train),
+                      "n_val": len(val)}}
+    return run, extra
+
+
+def _resume(run: Run, previous: dict | None, accelerator) -> None:
+    found = ckpt.step_dirs(run.spec.out) if previous is not None else []
+    if not found:
+        return
+    step, path = found[-1]
+    saved = ckpt.load(path, accelerator.unwrap_model(run.encoder), run.optimizer, run.scheduler)
+    known = set(RunState.__dataclass_fields__)
+    run.state = RunState(**{k: v for k, v in saved.items() if k in known})
+    run.start_step = step
+    run.say(f"resuming from {path} (step {step} of {run.total_steps})")
+
+
+def fit(spec: TrainSpec, say: Callable[[str], None] | None = None,
+        on_step: Callable[[int], None] | None = None) -> dict:
+    """Train as `spec` says; write the model, `train.json` (and `eval.json` with --eval) in
+    `spec.out`; returns the train.json contents. Rerunning the same spec resumes."""
+    from .outputs import evaluate_before, finish
+
+    say = say or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    run, extra = prepare(spec, say)
+    before = evaluate_before(spec, extra, say) if run.accelerator.is_main_process else None
+    try:
+        run_loop(run, on_step)
+    except torch.OutOfMemoryError as e:
+        raise _out_of_memory(run) from e
+    finally:
+        run.tracker.finish()
+    return finish(run, extra, before)
