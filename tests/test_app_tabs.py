@@ -203,6 +203,14 @@ def test_query_parameters_restore_the_explore_tab(server):
     # a broken link shows the default view
     broken = _client(server, start="x").predict(api_name="/load")
     assert broken[-1] is False and "demo 0..7: 16 pairs" in broken[len(RESTORED) + 1]
+    # markup, values of no list and numbers past 64 bits keep their defaults; the page answers
+    markup = '<a href="https://evil.example/login">Session expired</a>'
+    for params in ({"dataset": markup}, {"mode": "<b>x</b>"}, {"seed": str(2**64)},
+                   {"start": str(2**64)}, {"overlay": markup}):
+        loaded = _client(server, **params).predict(api_name="/load")
+        controls = dict(zip(RESTORED, loaded[:len(RESTORED)]))
+        assert (controls["dataset"], controls["mode"], controls["seed"]) == ("demo", "scalar", 0)
+        assert "demo 0..7: 16 pairs" in loaded[len(RESTORED) + 1], params
 
 
 # ----------------------------------------------------------------------------- downloads

@@ -40,24 +40,42 @@ def test_link_names_only_what_differs_and_parses_back():
 
     params = dict(parse_qsl(query[1:]))
     assert share.is_link(params) and not share.is_link({"__theme": "dark"})
-    back = share.parse(params, DEFAULTS)
-    assert back == values
+    back, problems = share.parse(params, DEFAULTS, CHOICES)
+    assert back == values and problems == []
     assert share.query(DEFAULTS, DEFAULTS) == ""
 
 
+CHOICES = {"dataset": ["demo", "winoground", "upload"], "overlay": ["eigenvector", "raw affinity"]}
+MARKUP = '<a href="https://evil.example/login">Session expired</a><img src="https://e.x/t.png">'
+
+
 @pytest.mark.parametrize("params, message", [
-    ({"start": "five"}, "start='five'"),
+    ({"start": "five"}, "start was not used ('five'"),
     ({"special": "maybe"}, "yes/no"),
     ({"dataset": "upload"}, "uploaded images"),
     ({"indices": "1," * 400}, "too long"),
+    ({"dataset": MARKUP}, "dataset was not used"),
+    ({"mode": MARKUP}, "mode was not used"),
+    ({"overlay": "<b>x</b>"}, "overlay was not used"),
+    ({"seed": str(2**64)}, "seed was not used"),
+    ({"seed": "-1"}, "seed was not used"),
+    ({"start": str(2**70)}, "start was not used"),
+    ({"n_eig": "1"}, "n_eig was not used"),
+    ({"sharpness": "nan"}, "sharpness was not used"),
+    ({"clusters": "1"}, "clusters was not used"),
+    ({"pair": str(2**64)}, "pair was not used"),
 ])
-def test_bad_links_are_user_errors(params, message):
-    with pytest.raises(UserError, match=message):
-        share.parse(params, DEFAULTS)
+def test_bad_link_values_keep_their_defaults_with_a_warning(params, message):
+    values, problems = share.parse({**params, "count": "3"}, DEFAULTS, CHOICES)
+    assert len(problems) == 1 and message in problems[0]
+    name = next(iter(params))
+    assert values[name] == DEFAULTS[name]  # the default, never the bad value
+    assert values["count"] == 3  # the rest of the link still applies
+    assert "evil.example" not in problems[0] and len(problems[0]) < 200
 
 
 def test_unknown_parameters_are_ignored():
-    assert share.parse({"utm_source": "x", "count": "3"}, DEFAULTS)["count"] == 3
+    assert share.parse({"utm_source": "x", "count": "3"}, DEFAULTS)[0]["count"] == 3
 
 
 # ----------------------------------------------------------------------------- history

@@ -22,6 +22,7 @@ import inspect
 
 import gradio as gr
 
+from ..controls import CONTROLS
 from ..data import dataset_names
 from ..errors import UserError
 from . import export, share
@@ -55,6 +56,27 @@ def eig_slider(n_eig: int, show0: bool, value) -> dict:
     low = 0 if show0 else 1
     return gr.update(minimum=low, maximum=max(int(n_eig) - 1, low + 1), value=value,
                      interactive=int(n_eig) - 1 > low)
+
+
+def number_control(name: str, label: str, **kwargs) -> gr.Number:
+    """A whole-number field with the control table's default, range and help."""
+    c = CONTROLS[name]
+    return gr.Number(c.default, precision=0, minimum=c.lo, maximum=c.hi, label=label,
+                     info=None if name in ("start", "count") else c.help, **kwargs)
+
+
+def slider_control(name: str, label: str, **kwargs) -> gr.Slider:
+    """A slider over the control table's range (its page maximum), with its default and help."""
+    c = CONTROLS[name]
+    return gr.Slider(c.lo, c.page_hi or c.hi, value=c.default, step=1, label=label,
+                     info=c.help, **kwargs)
+
+
+def clusters_slider(n_eig, clusters) -> dict:
+    """The clusters slider for `n_eig` eigenvectors: at most n_eig (0 keeps "automatic")."""
+    top = max(2, min(int(n_eig or 2), CONTROLS["clusters"].page_hi))
+    value = min(int(clusters or 0), top)
+    return gr.update(maximum=top, value=value)
 
 
 def max_uploads(settings) -> int:
@@ -137,13 +159,13 @@ class ExploreTab:
                                          label="Your images")
                     self.captions = gr.Textbox(
                         lines=4, label="Captions", placeholder="one line per image, in order")
-                with gr.Row():
-                    self.start = gr.Number(0, precision=0, minimum=0, label="Start",
-                                           elem_id="el-start")
-                    self.count = gr.Number(8, precision=0, minimum=1, label="Count",
-                                           elem_id="el-count")
-                self.indices = gr.Textbox("", label="Or example indices",
-                                          placeholder="e.g. 3, 7, 12-15", elem_id="el-indices")
+                with gr.Group() as self.slice_group:  # hidden for uploads: all images are cut
+                    with gr.Row():
+                        self.start = number_control("start", "Start", elem_id="el-start")
+                        self.count = number_control("count", "Count", elem_id="el-count")
+                    self.indices = gr.Textbox("", label="Or example indices",
+                                              placeholder="e.g. 3, 7, 12-15",
+                                              max_length=V.MAX_TEXT, elem_id="el-indices")
                 self.model = gr.Dropdown(
                     model_choices(self.explorer.default_model), value=DEFAULT_CHOICE,
                     allow_custom_value=True, label="Model", info="or type a Hub id",
@@ -152,12 +174,15 @@ class ExploreTab:
                                      info="scalar: a node per patch-token affinity; joint: a node "
                                           "per patch and per token embedding")
                 with gr.Accordion("Advanced", open=False):
-                    self.n_eig = gr.Slider(2, 100, value=20, step=1, label="Eigenvectors (n_eig)")
+                    self.n_eig = slider_control("n_eig", "Eigenvectors (n_eig)")
                     self.sharpness = gr.Slider(
-                        0, 0.99, value=0, step=0.01, label="Affinity sharpness",
+                        0, CONTROLS["sharpness"].hi, value=0, step=0.01,
+                        label="Affinity sharpness",
                         info="ncut-pytorch's A_degree: 0 = its default; lower is sharper")
-                    self.clusters = gr.Slider(2, 20, value=6, step=1, label="k-way clusters")
-                    self.seed = gr.Number(0, precision=0, label="Seed")
+                    self.clusters = gr.Slider(
+                        0, CONTROLS["clusters"].page_hi, value=0, step=1,
+                        label="k-way clusters", info="0 = min(6, n_eig)", elem_id="el-clusters-k")
+                    self.seed = number_control("seed", "Seed")
                     self.include_special = gr.Checkbox(
                         False, label="Include the CLS patch and start/end tokens")
                     self.patch_norm = gr.Checkbox(
@@ -266,9 +291,13 @@ class ExploreTab:
             self.on_run, self.run_inputs, self.run_outputs, api_name="cut",
             api_description="Cut a slice and return every view of it (Explore's Run button).",
             **pool)
-        self.dataset.change(lambda name: gr.update(visible=name == UPLOAD_DATASET),
-                            self.dataset, self.upload_group, queue=False,
+        self.dataset.change(lambda name: (gr.update(visible=name == UPLOAD_DATASET),
+                                          gr.update(visible=name != UPLOAD_DATASET)),
+                            self.dataset, [self.upload_group, self.slice_group], queue=False,
                             api_visibility="private")
+        # a k-way cluster count never above n_eig: the slider follows the eigenvector count
+        self.n_eig.change(clusters_slider, [self.n_eig, self.clusters], self.clusters,
+                          queue=False, api_visibility="private")
         views = dict(concurrency_id=VIEWS_POOL, concurrency_limit=4)
         self.gallery.select(
             self.on_select, [self.state, self.eig, self.source, self.bpe, self.show0],
@@ -381,6 +410,11 @@ class ExploreTab:
         values = {name: control.value for name, control in self.link_controls.items()}
         return {**values, "pair": 0, "word": V.ALL_WORDS}
 
+    @property
+    def link_choices(self) -> dict:
+        """The values a link may give the list controls (anything else keeps the default)."""
+        return {"dataset": dataset_names(), "overlay": list(V.OVERLAYS)}
+
     def restore_values(self, values: dict) -> list:
         """`restore_outputs` values for a dict of link values."""
         return [values[name] for name in self.link_controls if name not in SET_BY_RUN]
@@ -401,8 +435,10 @@ class ExploreTab:
         params = dict(request.query_params) if request is not None else {}
         values = self.link_defaults
         if share.is_link(params):
+            values, problems = share.parse(params, values, self.link_choices)
+            for problem in problems:
+                gr.Warning(page_text(problem))
             try:
-                values = share.parse(params, values)
                 linked = self.request_for(values)
             except UserError as e:
                 gr.Warning(page_text(f"This link cannot be opened: {e} Showing the default "

@@ -3,24 +3,38 @@ back) and runs from the run history (a recorded cuts run as the controls that re
 
 A link names only what differs from the page's defaults, e.g.
 `/?start=5&count=2&mode=joint&pair=1&eig=3`. Opening it sets the controls and runs that view;
-parameters the app does not know are ignored, and a value that does not parse is a `UserError`
-naming the parameter. Uploaded images cannot travel in a link.
+parameters the app does not know are ignored. Every value is checked against the control table
+(`controls.CONTROLS`) and the lists' choices before it touches a component: one that fails keeps
+its default, with a plain-text warning naming the parameter. Uploaded images cannot travel in a
+link.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from urllib.parse import urlencode
 
+from ..controls import CONTROLS
 from ..errors import UserError
+
+# the controls a link carries, in a link's order: their kinds and ranges are the control table's
+_LINKED = ("dataset", "start", "count", "indices", "model", "mode", "n_eig", "sharpness",
+           "clusters", "seed", "include_special", "patch_norm", "crossed_pairs", "all_captions")
+_TEXT = {"dataset": str, "indices": str, "model": str}
+_VIEW = {"pair": int, "eig": int, "word": int, "overlay": str, "bpe": bool, "show0": bool}
+_VIEW_RANGES = {"pair": (0, 100_000), "eig": (0, 1000), "word": (-1, 1000)}
+
+
+def _link_name(name: str) -> str:
+    return CONTROLS[name].link_name if name in CONTROLS else name
+
 
 # query parameter -> type; the order is the order of a link's parameters
 FIELDS: dict[str, type] = {
-    "dataset": str, "start": int, "count": int, "indices": str, "model": str, "mode": str,
-    "n_eig": int, "sharpness": float, "clusters": int, "seed": int, "special": bool,
-    "patch_norm": bool, "crossed": bool, "all_captions": bool,
-    "pair": int, "eig": int, "word": int, "overlay": str, "bpe": bool, "show0": bool,
+    **{_link_name(n): (CONTROLS[n].kind if n in CONTROLS else _TEXT[n]) for n in _LINKED},
+    **_VIEW,
 }
+_CONTROL_OF = {_link_name(n): CONTROLS[n] for n in _LINKED if n in CONTROLS}
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 MAX_LENGTH = 500  # characters per value
 
@@ -59,32 +73,62 @@ def is_link(params: Mapping) -> bool:
     return any(name in FIELDS for name in params)
 
 
-def parse(params: Mapping, defaults: Mapping) -> dict:
-    """The controls a link asks for: the defaults with the link's parameters applied."""
-    values = dict(defaults)
+def parse(params: Mapping, defaults: Mapping,
+          choices: Mapping[str, Sequence[str]] | None = None) -> tuple[dict, list[str]]:
+    """(the controls a link asks for, warnings): the defaults with the link's parameters applied.
+
+    Every value is checked before it touches a component: its kind, the control table's range,
+    and the choices of a list (`choices`: parameter -> allowed values, e.g. the datasets). A
+    value that fails keeps the default and adds a plain-text warning naming the parameter (the
+    rest of the link still applies); the warnings quote at most 40 characters of a value.
+    """
+    values, warnings = dict(defaults), []
+    allowed = {"mode": CONTROLS["mode"].choices, **(choices or {})}
     for name, kind in FIELDS.items():
         if name not in params:
             continue
         raw = str(params[name]).strip()
-        if len(raw) > MAX_LENGTH:
-            raise UserError(f"The link's {name!r} is too long ({len(raw)} characters).")
         try:
-            if kind is bool:
-                if raw.lower() not in _TRUE | _FALSE:
-                    raise ValueError(raw)
-                values[name] = raw.lower() in _TRUE
-            elif kind is int:
-                values[name] = int(raw)
-            elif kind is float:
-                values[name] = float(raw)
-            else:
-                values[name] = raw
-        except ValueError:
-            raise UserError(f"The link's {name}={raw[:40]!r} is not a valid "
-                            f"{'yes/no' if kind is bool else kind.__name__} value.") from None
+            values[name] = _value(name, kind, raw, allowed.get(name))
+        except UserError as e:
+            warnings.append(f"The link's {name} was not used ({e}); it keeps its default.")
     if values.get("dataset") == "upload":
-        raise UserError("A link cannot carry uploaded images: upload them again on the page.")
-    return values
+        warnings.append("A link cannot carry uploaded images: upload them again on the page.")
+        values["dataset"] = defaults.get("dataset")
+    return values, warnings
+
+
+def _value(name: str, kind: type, raw: str, allowed: Sequence[str] | None):
+    shown = repr(raw[:40] + ("…" if len(raw) > 40 else ""))
+    if len(raw) > MAX_LENGTH:
+        raise UserError(f"too long: {len(raw)} characters")
+    if kind is bool:
+        if raw.lower() not in _TRUE | _FALSE:
+            raise UserError(f"{shown} is not a yes/no value")
+        return raw.lower() in _TRUE
+    if kind is str:
+        if allowed is not None and raw not in allowed:
+            raise UserError("not one of the choices")  # not quoted: it may be markup
+        return raw
+    try:
+        number = kind(raw)
+    except ValueError:
+        raise UserError(f"{shown} is not a valid {kind.__name__} value") from None
+    if name == "sharpness" and number == 0:
+        return 0.0  # the page's "default bandwidth"
+    if name == "clusters" and number == 0:
+        return 0  # the page's "default: min(6, n_eig)"
+    if name in _CONTROL_OF:
+        try:
+            return _CONTROL_OF[name].check(number)
+        except UserError:
+            raise UserError(f"{shown}: {_CONTROL_OF[name].range_text()}") from None
+    lo, hi = _VIEW_RANGES.get(name, (None, None))
+    if lo is not None and not lo <= number <= hi:
+        raise UserError(f"{shown}: allowed [{lo}, {hi}]")
+    if kind is float and number != number:  # NaN
+        raise UserError(f"{shown} is not a number")
+    return number
 
 
 # ----------------------------------------------------------------------------- the run history
