@@ -13,6 +13,7 @@ from .bench import BenchTab
 from .explore import ExploreTab
 from .export import export_root
 from .loss import LossTab
+from .privacy import quiet_path_errors
 from .upload import upload_root
 from .views import Explorer
 
@@ -69,6 +70,7 @@ def build_app(
     ViT-B/32 with the offline demo-weights fallback; tests pass a tiny local model). With
     `warm_up`, the default view is cut in the background right away, so the page shows it at once.
     """
+    quiet_path_errors()  # refused files: no server folder in the message
     explorer = Explorer(settings, default_model)
     # Gradio's cached files (uploads, downloads) older than a day are removed every hour
     with gr.Blocks(title=TITLE, delete_cache=(3600, 86400)) as demo:

@@ -141,3 +141,27 @@ def install_log_filter(logger: logging.Logger | None = None) -> None:
     for handler in logger.handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())
+
+
+NOT_ALLOWED = "Not an allowed file: only files uploaded through the page can be used."
+
+
+def quiet_path_errors() -> None:
+    """Gradio refuses a file a request names outside its upload folder, but its message lists
+    the server's blocked folders (the cache, the Hugging Face home, the upload staging folder,
+    model and data folders). Replace that message with one that names no path. Idempotent."""
+    from gradio import processing_utils
+    from gradio.exceptions import InvalidPathError
+
+    check = processing_utils._check_allowed  # an AttributeError here is a Gradio API change
+    if getattr(check, "_el_quiet", False):
+        return
+
+    def quiet_check(path, check_in_upload_folder):
+        try:
+            return check(path, check_in_upload_folder)
+        except InvalidPathError:
+            raise InvalidPathError(NOT_ALLOWED) from None
+
+    quiet_check._el_quiet = True
+    processing_utils._check_allowed = quiet_check
