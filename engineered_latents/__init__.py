@@ -18,6 +18,7 @@ from .config import CutSpec, ModelSpec, Settings, SliceSpec  # noqa: E402
 from .cuts import CutResult, kway_labels, run_ncut  # noqa: E402
 from .data import Example, dataset_names, describe_datasets, get_dataset  # noqa: E402
 from .errors import UserError  # noqa: E402
+from .finetune import TrainSpec, train  # noqa: E402
 from .models import DEFAULT_MODEL, load_model, resolve_model  # noqa: E402
 from .output import save, summary  # noqa: E402
 from .pipeline import CutsRun, compute_cuts, cut_examples  # noqa: E402
@@ -28,4 +29,5 @@ __all__ = [
     "cut_examples",
     "dataset_names", "describe_datasets", "get_dataset", "history", "kway_labels", "landscape",
     "load_model", "losses", "resolve_model", "run_benchmark", "run_ncut", "save", "summary",
+    "TrainSpec", "train",
 ]

@@ -9,7 +9,20 @@
 
 from __future__ import annotations
 
-__all__ = ["TrainSpec", "fit"]
+__all__ = ["TrainSpec", "fit", "train"]
+
+
+def train(spec=None, **options) -> dict:
+    """Fine-tune: `train(TrainSpec(...))` or `train(out="runs/demo", loss="contrastive", ...)`;
+    returns the contents of train.json (see `finetune.outputs`)."""
+    from .loop import fit
+    from .spec import TrainSpec
+
+    if spec is None:
+        spec = TrainSpec(**options)
+    elif options:
+        raise TypeError("give a TrainSpec or keyword options, not both")
+    return fit(spec)
 
 
 def __getattr__(name: str):

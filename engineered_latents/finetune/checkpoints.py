@@ -66,8 +66,8 @@ def save(out: str | Path, step: int, model, optimizer, scheduler, state: dict) -
     tmp = root / f".tmp-step-{step}-{os.getpid()}"
     final = root / f"step-{step}"
     try:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        for stale in root.glob(".tmp-step-*"):  # left by a process killed while saving
+            shutil.rmtree(stale, ignore_errors=True)
         tmp.mkdir()
         torch.save(trainable_state(model), tmp / "model.pt")
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")

@@ -131,9 +131,13 @@ def spec_from_args(args) -> TrainSpec:
 
 
 def cmd_train(args) -> int:
+    import os
+
     from .loop import fit
 
     record = fit(spec_from_args(args))
+    if os.environ.get("RANK", "0") != "0":  # torchrun / accelerate launch: the main one prints
+        return 0
     last = record["val"][-1] if record["val"] else {}
     print(f"trained     {record['steps_done']} steps in {record['seconds']:.1f} s "
           f"({record['seconds'] / max(1, len(record['history'])):.3f} s/step this run)")

@@ -174,7 +174,10 @@ def batch_loss(run: Run, out: dict, batch: dict, seed: int) -> tuple[torch.Tenso
     nodes = None
     if run.spec.cluster_graph == "tokens" and needs(run.terms, "graph"):
         nodes = tokens_graph(out, batch, run.spec.cluster_nodes, seed)
-    return combined(run.terms, img, txt, out["logit_scale"].float(), run.params, nodes)
+    scale, world = out["logit_scale"].float(), run.accelerator.num_processes
+    if world > 1:  # every process sees all of the scale's gradient: undo the x world below
+        scale = scale / world + (scale - scale / world).detach()
+    return combined(run.terms, img, txt, scale, run.params, nodes)
 
 
 def local_rows(run: Run, g: int) -> list[int]:
