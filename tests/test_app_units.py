@@ -278,3 +278,20 @@ def test_export_folders_are_fresh_and_old_ones_pruned(tmp_path, monkeypatch):
     arrays = {"x": np.arange(3)}
     files = export.loss_files(arrays, {"f": F.message_figure("m")}, "t")
     assert np.array_equal(np.load(files[0])["x"], arrays["x"])
+
+
+@pytest.mark.parametrize("code, words", [(28, "disk is full"), (27, "too large")])
+def test_a_failed_export_says_so_without_the_raw_error(monkeypatch, tmp_path, code, words):
+    from engineered_latents.ui import export
+
+    monkeypatch.setenv("EL_EXPORT_DIR", str(tmp_path / "exports"))
+
+    def failing(*args, **kwargs):
+        raise OSError(code, "raw error text", str(tmp_path / "x"))
+
+    monkeypatch.setattr(export.output, "save", failing)
+    with pytest.raises(UserError) as caught:
+        export.cuts_files(None, {}, "title")
+    message = str(caught.value)
+    assert words in message and "still shown" in message
+    assert "Errno" not in message and "raw error text" not in message and str(tmp_path) not in message

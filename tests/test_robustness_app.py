@@ -563,3 +563,22 @@ def test_a_run_whose_staged_upload_was_removed_says_to_upload_again(server, clie
     out, _ = _upload(client, [path], "purple square")  # uploading again works
     assert "upload 0..0: 1 pairs" in out["status"]
     _still_works(server, client)
+
+
+@pytest.mark.parametrize("field", ["dataset", "mode", "source"])
+def test_a_huge_or_marked_up_choice_is_refused_briefly_and_escaped(server, client, field):
+    """Gradio's own refusal echoes the whole value (a dropdown's unescaped): ours quotes 40
+    characters, escaped, and the app answers on."""
+    value = '<a href="https://evil.example/login">Session expired</a>' + "x" * 100_000
+    message = _refused(client, "is not one of the choices", **{**BASELINE, field: value})
+    assert len(message) < 300
+    assert "<a href" not in message and "evil.example/login\">" not in message
+    _still_works(server, client)
+
+
+def test_huge_indices_are_refused_before_they_are_expanded(server, client):
+    """8,000 ranges of 10,000 (64 KB of text) once took 2 GB and the model pool for 25 s."""
+    _refused(client, "characters long|more than the limit",
+             **{**BASELINE, "indices": ",".join(["0-10000"] * 8000)})
+    _refused(client, "more than the limit", **{**BASELINE, "indices": "0-10000,0-10000"})
+    _still_works(server, client)

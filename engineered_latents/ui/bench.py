@@ -24,6 +24,7 @@ from .. import history
 from ..benchmarks import BENCHMARKS, REFERENCE_MODEL, BenchResult, run_benchmark
 from ..config import Settings
 from ..errors import UserError
+from . import components as C
 from . import export, gpu, share
 from . import views as V
 from .explore import MODEL_POOL, VIEWS_POOL, ExploreTab, user_errors
@@ -160,13 +161,13 @@ class BenchTab:
     def _layout(self) -> None:
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=280):
-                self.names = gr.CheckboxGroup(
+                self.names = C.CheckboxGroup(
                     list(BENCHMARKS), value=["demo"], label="Benchmarks", elem_id="el-bench-names",
                     info="demo runs offline on the built-in slice; the others read the Hub "
                          "(winoground needs HF_TOKEN on the server) or EL_DATA_ROOT")
                 self.limit = gr.Number(0, precision=0, minimum=0, label="Sample limit (0 = all)",
                                        elem_id="el-bench-limit")
-                self.model = gr.Dropdown(
+                self.model = C.Dropdown(
                     model_choices(self.explorer.default_model), value=DEFAULT_CHOICE,
                     allow_custom_value=True, label="Model", info="or type a Hub id",
                     elem_id="el-bench-model")

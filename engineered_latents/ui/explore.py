@@ -25,6 +25,7 @@ import gradio as gr
 from ..controls import CONTROLS
 from ..data import dataset_names
 from ..errors import UserError
+from . import components as C
 from . import export, share
 from . import views as V
 from .models import DEFAULT_CHOICE, model_choices
@@ -152,7 +153,7 @@ class ExploreTab:
         self.state = gr.State(None)  # this session's Request (the run itself stays in Explorer)
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=290):
-                self.dataset = gr.Dropdown(names, value="demo" if "demo" in names else names[0],
+                self.dataset = C.Dropdown(names, value="demo" if "demo" in names else names[0],
                                            label="Dataset", elem_id="el-dataset")
                 with gr.Group(visible=False) as self.upload_group:
                     self.files = gr.File(file_count="multiple", file_types=["image"],
@@ -166,11 +167,11 @@ class ExploreTab:
                     self.indices = gr.Textbox("", label="Or example indices",
                                               placeholder="e.g. 3, 7, 12-15",
                                               max_length=V.MAX_TEXT, elem_id="el-indices")
-                self.model = gr.Dropdown(
+                self.model = C.Dropdown(
                     model_choices(self.explorer.default_model), value=DEFAULT_CHOICE,
                     allow_custom_value=True, label="Model", info="or type a Hub id",
                     elem_id="el-model")
-                self.mode = gr.Radio(["scalar", "joint"], value="scalar", label="Graph",
+                self.mode = C.Radio(["scalar", "joint"], value="scalar", label="Graph",
                                      info="scalar: a node per patch-token affinity; joint: a node "
                                           "per patch and per token embedding")
                 with gr.Accordion("Advanced", open=False):
@@ -215,14 +216,14 @@ class ExploreTab:
                 with gr.Row():
                     # custom values: an API session may ask for a pair before its first run
                     # (the default view); the handler checks the number
-                    self.pair = gr.Dropdown([], value=None, label="Pair", scale=2,
+                    self.pair = C.Dropdown([], value=None, label="Pair", scale=2,
                                             allow_custom_value=True, elem_id="el-pair")
                     self.eig = gr.Slider(1, 19, value=1, step=1, label="Eigenvector", scale=2,
                                          elem_id="el-eig")
-                    self.source = gr.Radio(list(V.OVERLAYS), value="eigenvector",
+                    self.source = C.Radio(list(V.OVERLAYS), value="eigenvector",
                                            label="Overlay", scale=2)
                 with gr.Row():
-                    self.word = gr.Radio([], value=None, label="Word (click one for its map)",
+                    self.word = C.Radio([], value=None, label="Word (click one for its map)",
                                          scale=4, elem_id="el-word")
                     with gr.Column(scale=1, min_width=150):
                         self.bpe = gr.Checkbox(False, label="BPE pieces")

@@ -8,6 +8,8 @@ so they open offline.
 
 from __future__ import annotations
 
+import errno
+import functools
 import json
 import os
 import secrets
@@ -21,6 +23,7 @@ import numpy as np
 from .. import figures as F
 from .. import output
 from ..config import Settings
+from ..errors import UserError
 from ..pipeline import CutsRun
 from .privacy import scrub
 
@@ -51,6 +54,23 @@ def new_folder(root: Path | None = None) -> Path:
     return folder
 
 
+def writes_files(fn):
+    """Turn a failed write (a full disk, a folder removed or made read-only) into a message for
+    the page, without the server's error text or paths; the results stay shown and cached."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except OSError as e:
+            why = {errno.ENOSPC: "its disk is full", errno.EFBIG: "a file would be too large",
+                   errno.EDQUOT: "its disk quota is used up"}.get(e.errno, "it cannot write files")
+            raise UserError(f"The downloads could not be prepared: {why} on the server. The "
+                            "results are still shown (and cached); try again later.") from None
+
+    return wrapper
+
+
 def write_json(path: Path, value) -> Path:
     path.write_text(json.dumps(scrub(value), indent=1, ensure_ascii=False, default=_plain),
                     encoding="utf-8")
@@ -70,6 +90,7 @@ def write_html(path: Path, figures: dict, title: str) -> Path:
     return path
 
 
+@writes_files
 def cuts_files(run: CutsRun, figures: dict, title: str) -> list[str]:
     """cuts.npz (eigenvectors, eigenvalues, word scores, patch maps, ...: `output.save`),
     summary.json (the CLI's contract, scrubbed) and figures.html."""
@@ -80,6 +101,7 @@ def cuts_files(run: CutsRun, figures: dict, title: str) -> list[str]:
     return [str(folder / name) for name in ("cuts.npz", "summary.json", "figures.html")]
 
 
+@writes_files
 def bench_files(results: list[dict], figures: dict, title: str) -> list[str]:
     """benchmark.json (one result as the CLI's --json writes it, several as a list) and the
     chart as HTML."""
@@ -89,6 +111,7 @@ def bench_files(results: list[dict], figures: dict, title: str) -> list[str]:
     return [str(folder / "benchmark.json"), str(folder / "benchmark.html")]
 
 
+@writes_files
 def loss_files(arrays: dict[str, np.ndarray], figures: dict, title: str) -> list[str]:
     """loss_surfaces.npz (every plotted array) and loss_surfaces.html."""
     folder = new_folder()
