@@ -105,6 +105,23 @@ def pair_scores(run: CutsRun) -> np.ndarray:
     return np.stack(rows)
 
 
+def run_clip_scores(run: CutsRun, cache=None) -> np.ndarray:
+    """[pairs] CLIP score of each pair of a finished cut: the cosine of its pooled image and
+    caption embeddings (reloads the slice's examples and the run's model)."""
+    from .features import pooled_image_embeddings, pooled_text_embeddings
+    from .models import load_model
+    from .pipeline import open_dataset
+
+    examples = {ex.index: ex for ex in open_dataset(run.slice, cache).load(
+        sorted({p.example for p in run.pairs}))}
+    if run.slice.crossed_pairs:
+        examples = {i: ex.crossed() for i, ex in examples.items()}
+    lm = load_model(run.model)
+    img = pooled_image_embeddings(lm, [examples[p.example].images[p.image] for p in run.pairs])
+    txt = pooled_text_embeddings(lm, [p.caption for p in run.pairs])
+    return (img * txt).sum(1)  # both L2-normalized: [pairs]
+
+
 def clip_correlation(scores: np.ndarray, clip: np.ndarray) -> list[dict]:
     """Per eigenvector 1..k-1: Pearson and Spearman correlation (with p-values) of its per-pair
     score ([pairs, k], `pair_scores`) with the pairs' CLIP scores ([pairs]); None where either

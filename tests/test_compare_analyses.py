@@ -96,3 +96,11 @@ def test_analyze_one_model(compared):
     run = compared.runs[0]
     out = an.analyze(run, compared.clip_scores[0])
     assert set(out) == {"agreement", "clip_correlation"} and "b" not in out["clip_correlation"]
+
+
+def test_clip_scores_of_a_single_cut_equal_the_comparisons(compared, tiny_clip, tmp_path):
+    run = el.compute_cuts(SLICE, el.CutSpec(n_eig=6), el.ModelSpec(tiny_clip), el.Cache(tmp_path))
+    clip = an.run_clip_scores(run)
+    np.testing.assert_allclose(clip, compared.clip_scores[0], atol=1e-5)
+    out = an.analyze(run, clip)
+    assert len(out["clip_correlation"]["a"]) == 5
