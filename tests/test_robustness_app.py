@@ -582,3 +582,12 @@ def test_huge_indices_are_refused_before_they_are_expanded(server, client):
              **{**BASELINE, "indices": ",".join(["0-10000"] * 8000)})
     _refused(client, "more than the limit", **{**BASELINE, "indices": "0-10000,0-10000"})
     _still_works(server, client)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 2**40, 2**70])
+def test_seeds_outside_32_bits_are_refused_by_cut_and_landscape(server, client, seed):
+    _refused(client, "Seed is|minimum value 0|maximum value", **{**BASELINE, "seed": seed})
+    client.predict(api_name="/cut", **BASELINE)
+    with pytest.raises(AppError, match="Seed is"):
+        client.predict(2, 3, 5, 0.5, 200, seed, True, api_name="/landscape")
+    _still_works(server, client)

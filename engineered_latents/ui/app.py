@@ -113,9 +113,9 @@ def served_paths(settings: Settings | None = None, env: dict | None = None) -> d
 
 
 def launch_options(settings: Settings | None = None) -> dict:
-    """What every launch of this app passes (app.py and the tests). Staged uploads sit in
-    Gradio's temp directory (which Gradio serves) but are blocked: one user's images are not
-    another's to fetch."""
+    """What every launch of this app passes (app.py and the tests). Staged uploads (folder
+    `el_uploads` in GRADIO_TEMP_DIR when it is set, else in the system's temp folder; see
+    `upload.upload_root`) are blocked: one user's images are not another's to fetch."""
     paths = served_paths(settings)
     paths["blocked_paths"] = [*paths["blocked_paths"], str(upload_root().resolve())]
     return {

@@ -90,7 +90,7 @@ def directions(view: V.RunView, k: int, grid: int, fine_grid: int, span: float,
                max_nodes: int, seed: int, with_cluster: bool, progress=None) -> dict:
     """CKA and SVD on a fine_grid x fine_grid plane; the cluster loss on grid x grid."""
     k, grid, fine_grid = V._as_int(k, "k"), V._as_int(grid, "Grid"), V._as_int(fine_grid, "Grid")
-    max_nodes, seed = V._as_int(max_nodes, "Nodes"), V._as_int(seed, "Seed")
+    max_nodes, seed = V._as_int(max_nodes, "Nodes"), V._checked(seed, "seed", "Seed")
     span = float(span)
     if not 0 < span <= 10:
         raise UserError(f"Span {span:g}: use a value between 0 and 10.")
