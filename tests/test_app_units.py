@@ -295,3 +295,12 @@ def test_a_failed_export_says_so_without_the_raw_error(monkeypatch, tmp_path, co
     message = str(caught.value)
     assert words in message and "still shown" in message
     assert "Errno" not in message and "raw error text" not in message and str(tmp_path) not in message
+
+
+def test_page_messages_name_server_settings_not_cli_options():
+    from engineered_latents.data.hub import no_network_error
+    from engineered_latents.ui.explore import page_text
+
+    shown = page_text(str(no_network_error("winoground", "facebook/winoground")))
+    assert "--data-path" not in shown and "EL_DATA_ROOT" in shown
+    assert "--max-count" not in page_text("raise the limit (--max-count or EL_MAX_COUNT).")

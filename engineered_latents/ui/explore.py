@@ -19,6 +19,7 @@ import contextlib
 import functools
 import html
 import inspect
+import re
 
 import gradio as gr
 
@@ -88,11 +89,31 @@ def max_uploads(settings) -> int:
 MESSAGE_LIMIT = 600  # characters of one message shown in the page (a caption may be long)
 
 
+# the library's messages name CLI options; the page has server settings instead
+_FOR_PAGE = [
+    (re.compile(r"then --data-path DIR"), "then set EL_DATA_ROOT on the server to DIR's parent"),
+    (re.compile(r"point --data-path at a local copy"),
+     "put a local copy in a folder under EL_DATA_ROOT on the server (one folder per Hub "
+     "repository)"),
+    (re.compile(r"--max-count or EL_MAX_COUNT"), "EL_MAX_COUNT on the server"),
+    (re.compile(r"--cache-dir or EL_CACHE_DIR"), "EL_CACHE_DIR on the server"),
+    (re.compile(r"--data-path"), "EL_DATA_ROOT on the server"),
+]
+
+
+def for_page(text: str) -> str:
+    """A library message in the page's words: server settings where the CLI has options."""
+    for pattern, replacement in _FOR_PAGE:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 def page_text(text: str, limit: int = MESSAGE_LIMIT) -> str:
-    """A message as the page may show it: secrets masked, server paths cut to their last
-    component, shortened, and HTML-escaped (Gradio renders its toasts as HTML, and a message
-    may echo what the user typed: a caption, a model id, a link's value)."""
-    text = hide_paths(redact(str(text)))
+    """A message as the page may show it: in the page's words (`for_page`), secrets masked,
+    server paths cut to their last component, shortened, and HTML-escaped (Gradio renders its
+    toasts as HTML, and a message may echo what the user typed: a caption, a model id, a
+    link's value)."""
+    text = hide_paths(redact(for_page(str(text))))
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return html.escape(text, quote=False)

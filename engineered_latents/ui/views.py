@@ -555,7 +555,8 @@ def status_markdown(view: RunView | None, explorer: Explorer) -> str:
         return f"Preparing the default view… · {cache_note}"
     run = view.run
     prov = run.provenance
-    weights = "**DEMO weights (random)**" if run.demo_weights else "real weights"
+    weights = f"**DEMO weights ({run.model.demo_label})**" if run.demo_weights \
+        else "real weights"
     parts = [
         f"**model** {_md(model_label(run.model))} ({_md(run.model.weights_id)}), {weights}",
         f"**device** {_md(prov.get('device'))}, {_md(prov.get('dtype'))}",
@@ -569,7 +570,7 @@ def status_markdown(view: RunView | None, explorer: Explorer) -> str:
 def run_title(view: RunView) -> str:
     """A one-line plain-text name of a run (titles of exported files, of loss figures)."""
     run = view.run
-    demo = ", DEMO weights" if run.demo_weights else ""
+    demo = f", DEMO weights ({run.model.demo_label})" if run.demo_weights else ""
     return (f"{run.slice.dataset} {slice_where(run.slice)}, {view.n_pairs} pairs, "
             f"{run.cut.mode}, {run.result.n_eig} eigenvectors, {model_label(run.model)}{demo}")
 
