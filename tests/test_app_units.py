@@ -304,3 +304,13 @@ def test_page_messages_name_server_settings_not_cli_options():
     shown = page_text(str(no_network_error("winoground", "facebook/winoground")))
     assert "--data-path" not in shown and "EL_DATA_ROOT" in shown
     assert "--max-count" not in page_text("raise the limit (--max-count or EL_MAX_COUNT).")
+
+
+def test_the_benchmark_chart_flags_demo_weights():
+    from engineered_latents.benchmarks import BenchResult
+    from engineered_latents.ui.bench import bench_chart
+
+    demo = BenchResult("demo", "openai/clip-vit-base-patch32", True, 4, 4, {"text": 50.0},
+                       {"text": [20.0, 80.0]}, done=True)
+    title = bench_chart({"demo": demo}).layout.title.text
+    assert "DEMO weights" in title

@@ -227,6 +227,13 @@ def test_demo_weights_banner(scalar_view, explorer):
     banner = V.banner_html(view)
     assert "DEMO WEIGHTS" in banner and 'role="alert"' in banner
     assert "DEMO weights" in V.status_markdown(view, explorer)
+    assert "DEMO weights (random weights)" in V.status_markdown(view, explorer)
+    # one label everywhere: the toy model is named as the banner and the CLI name it
+    from engineered_latents.models import TOY_LABEL, toy_resolved
+
+    view.run = dataclasses.replace(scalar_view.run, model=toy_resolved())
+    assert f"DEMO weights ({TOY_LABEL})" in V.status_markdown(view, explorer)
+    assert TOY_LABEL in V.banner_html(view) and "random" not in V.status_markdown(view, explorer)
 
 
 def test_view_rereads_without_new_cut(explorer, scalar_view, monkeypatch):

@@ -85,9 +85,10 @@ def bench_chart(results: dict[str, BenchResult]):
             values.append(value)
             ci.append(tuple(result.ci95[metric]) if metric in result.ci95 else None)
             published.append(BENCHMARKS[name].reference.get(metric))
-    models = sorted({r.model for r in results.values()})
+    models = sorted({(r.model, r.demo_weights) for r in results.values()})
     title = [f"scores (%) with 95% intervals; published numbers are for {REFERENCE_MODEL}",
-             "model " + ", ".join(_model_name(m) for m in models)]
+             "model " + ", ".join(_model_name(m) + (" (DEMO weights: meaningless)" if demo else "")
+                                  for m, demo in models)]
     return F.bench_bars(labels, values, ci, published, title)
 
 
