@@ -1,0 +1,77 @@
+"""Training data through the registry's adapters: coco/flickr30k train splits in the clip-benchmark
+webdataset layout (every caption a pair; validation from test, first caption), upload folders with
+a held-out fraction, and the warning for training on a test split."""
+
+import json
+
+import pytest
+from conftest import save_tiny_clip
+
+from engineered_latents.cache import Cache
+from engineered_latents.errors import UserError
+from engineered_latents.finetune import TrainSpec, fit
+from engineered_latents.finetune.data import train_pairs
+from tests.fixtures_data import pattern, retrieval_samples, write_tars
+
+
+@pytest.fixture
+def coco(tmp_path):
+    root = tmp_path / "wds_mscoco_captions"
+    write_tars(root, retrieval_samples(12), per_shard=5, split="train")
+    write_tars(root, retrieval_samples(6, seed=1), per_shard=5, split="test")
+    return str(root)
+
+
+def _spec(tmp_path, **kw):
+    base = dict(out=str(tmp_path / "out"), batch_size=4, val_count=4, steps=2, track="none")
+    return TrainSpec(**{**base, **kw})
+
+
+def test_coco_train_split_uses_every_caption_and_validates_on_test(tmp_path, coco):
+    train, val, warnings = train_pairs(_spec(tmp_path, dataset="coco", data_path=coco),
+                                       Cache(str(tmp_path / "cache")))
+    # retrieval_samples: image i has 3 + i % 3 captions
+    assert len(train) == sum(3 + i % 3 for i in range(12))
+    assert train.captions[:3] == ["caption 0 of image 0", "caption 1 of image 0",
+                                  "caption 2 of image 0"]
+    assert train.image_of[:4] == [0, 0, 0, 1]
+    assert len(val) == 4 and val.captions[0] == "caption 0 of image 0"
+    assert train.image(0).tobytes() != val.image(0).tobytes()  # test images, not train ones
+    assert not warnings
+    assert "train" in train.identity and "test" in val.identity
+
+
+def test_training_on_a_test_split_is_warned_about(tmp_path, coco):
+    _, _, warnings = train_pairs(_spec(tmp_path, dataset="coco", data_path=coco, split="test"),
+                                 Cache(str(tmp_path / "cache")))
+    assert warnings and "contaminated" in warnings[0]
+
+
+def test_a_short_run_on_coco_train(tmp_path, coco):
+    tiny = save_tiny_clip(tmp_path / "tiny", image_size=64, patch_size=16)
+    record = fit(_spec(tmp_path, dataset="coco", data_path=coco, model=tiny, lr=1e-3),
+                 lambda msg: None)
+    assert record["steps_done"] == 2
+    assert record["provenance"]["data"]["n_train"] == 48
+    assert record["val"][-1]["n_val"] == 4
+
+
+def test_upload_folder_with_a_held_out_fraction(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    captions = {}
+    for i in range(10):
+        pattern((16, 16), seed=i).save(folder / f"{i}.png")
+        captions[f"{i}.png"] = [f"tile {i}", f"pattern {i}"]
+    (folder / "captions.json").write_text(json.dumps(captions))
+    spec = _spec(tmp_path, dataset="upload", data_path=str(folder), val_fraction=0.2)
+    train, val, _ = train_pairs(spec, Cache(str(tmp_path / "cache")))
+    assert len(train) == 16 and len(val) == 2  # 8 images x 2 captions; 2 held out, 1 each
+    held = {c.split()[1] for c in val.captions}
+    assert not held & {c.split()[1] for c in train.captions}
+
+
+def test_too_little_data_for_the_batch(tmp_path, coco):
+    with pytest.raises(UserError, match="fewer than --batch-size 64"):
+        train_pairs(_spec(tmp_path, dataset="coco", data_path=coco, batch_size=64),
+                    Cache(str(tmp_path / "cache")))
