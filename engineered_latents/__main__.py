@@ -308,6 +308,10 @@ def cmd_history(args) -> int:
             what = f"bench {run.get('benchmark')} n={run.get('n')}: {numbers}"
         elif run.get("kind") in ("bench-compare", "compare"):
             what = history.describe_comparison(run)
+        elif run.get("kind") == "train":
+            val = ", ".join(f"{k} {v}" for k, v in (run.get("val") or {}).items())
+            what = (f"train {run.get('dataset')} loss={run.get('loss')} "
+                    f"steps={run.get('steps_done')} -> {run.get('out')}: {val}")
         else:
             s = run.get("parameters", {}).get("slice")
             s = s if isinstance(s, dict) else {}

@@ -40,6 +40,8 @@ def test_train_command_runs_and_prints_the_summary(tmp_path, tiny, capsys):
     record = json.loads((tmp_path / "out" / "train.json").read_text())
     assert record["config"]["loss"] == "clip_svd" and record["config"]["k"] == 2
     assert {"clip_svd", "loss", "lr"} <= set(record["history"][0])
+    assert main(["history"]) == 0
+    assert "train demo loss=clip_svd steps=2" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("extra, words", [
@@ -119,3 +121,23 @@ def test_dataset_without_pairs_named_in_the_registry(tmp_path, tiny, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err
     assert "no image-caption pairs" in err or "Unknown dataset" in err
+
+
+def test_eval_before_and_after(tmp_path, tiny, capsys):
+    out = tmp_path / "out"
+    rc = main(_args(tiny, out, "--eval", "demo", "--eval-limit", "4", "--lr", "1e-2"))
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    payload = json.loads((out / "eval.json").read_text())
+    rows = {r["metric"]: r for r in payload["rows"] if r["benchmark"] == "demo"}
+    assert {"text", "image", "group"} <= set(rows)
+    for r in rows.values():
+        assert r["difference"] == pytest.approx(r["after"] - r["before"])
+        assert len(r["before_ci95"]) == 2 and len(r["after_ci95"]) == 2
+    assert payload["before"]["demo"]["n"] == 4 and payload["after"]["demo"]["n"] == 4
+    assert "benchmark" in err and "before" in err and "after" in err
+
+
+def test_eval_of_an_unknown_benchmark(tmp_path, tiny, capsys):
+    rc = main(_args(tiny, tmp_path / "out", "--eval", "demo,nope"))
+    _one_line_error(capsys, rc, "--eval 'nope' is not a benchmark")
