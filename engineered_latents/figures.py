@@ -362,6 +362,41 @@ def loss_vs_k(
     return _base(fig, title, 340)
 
 
+def terms_vs_k(
+    ks: np.ndarray,  # [K]
+    panels: dict[str, dict[str, np.ndarray]],  # panel title -> term name -> [K]
+    eigengap_k: int | None,
+    k: int,
+    title: str | Sequence[str],
+) -> go.Figure:
+    """The terms a loss weighs, against k (one panel per loss, a line per term), with the chosen
+    k (and the eigengap's, when there is one) marked."""
+    ks = np.asarray(ks)
+    names = list(panels)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=_subplot_titles(names),
+                        horizontal_spacing=0.12)
+    colours = ["#1f77b4", "#ff7f0e"]
+    for col, name in enumerate(names, start=1):
+        for i, (term, values) in enumerate(panels[name].items()):
+            fig.add_trace(go.Scatter(
+                x=ks, y=np.asarray(values, np.float64), mode="lines+markers", name=esc(term),
+                line=dict(color=colours[i % 2]), legendgroup=esc(term), showlegend=True,
+                hovertemplate=f"{esc(term)}<br>k %{{x}}<br>%{{y:.4f}}<extra></extra>"),
+                row=1, col=col)
+        if eigengap_k is not None:
+            fig.add_vline(x=eigengap_k, line=dict(color="#d62728", dash="dash", width=1),
+                          row=1, col=col)
+        fig.add_vline(x=k, line=dict(color="#444", dash="dot", width=1), row=1, col=col)
+        fig.update_xaxes(title_text="k", row=1, col=col)
+    marks = f"chosen k = {k} (dotted)" + (f", eigengap k = {eigengap_k} (dashed red)"
+                                          if eigengap_k else "")
+    lines = [title] if isinstance(title, str) else list(title)
+    fig = _base(fig, [lines[0] + "; " + marks, *lines[1:]], 380)
+    fig.update_layout(legend=dict(orientation="h", y=-0.25, x=0),
+                      margin=dict(_MARGIN, b=90) if isinstance(_MARGIN, dict) else None)
+    return fig
+
+
 def cka_vs_noise(
     noise: np.ndarray,  # [L] noise levels, in units of the features' std
     cka: np.ndarray,  # [L]

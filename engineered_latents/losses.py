@@ -183,6 +183,23 @@ def svd_loss_vs_k(
 # --------------------------------------------------------------------------------------------
 
 
+def svd_terms_vs_k(s: ArrayLike, ks: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(gap [K], magnitude [K]) of the SVD loss for each k: the two terms it weighs by alpha and
+    beta (the loss is -alpha * gap - beta * magnitude, linear in both weights)."""
+    terms = np.asarray([_svd_terms(s, k) for k in ks], dtype=np.float32).reshape(-1, 2)
+    return terms[:, 0], terms[:, 1]
+
+
+def cluster_terms_vs_k(eigval_desc: ArrayLike, ks: Sequence[int]
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """(eigengap [K], eigenvalue sum [K]) of the cluster loss for each k: lam_k - lam_{k-1} and
+    sum(lam_1..lam_k) of the ascending Laplacian eigenvalues (the loss is
+    -alpha * eigengap + beta * sum, linear in both weights)."""
+    lam = laplacian_eigenvalues_from_ncut(eigval_desc)
+    terms = np.asarray([_cluster_terms(lam, k) for k in ks], dtype=np.float32).reshape(-1, 2)
+    return terms[:, 0], terms[:, 1]
+
+
 def laplacian_eigenvalues_from_ncut(eigval_desc: ArrayLike) -> np.ndarray:
     """Normalized-Laplacian eigenvalues, ascending, from NCut's affinity eigenvalues.
 

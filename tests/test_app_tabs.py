@@ -116,18 +116,29 @@ def test_loss_tab_follows_k_and_ranges(server):
     client.predict(start=0, count=3, n_eig=10, clusters=4, api_name="/cut")
     first = dict(zip(LOSS_OUTPUTS, client.predict(2, 0, 2, 5, 0, 1, 3, 2, api_name="/loss")))
     assert first["k"]["maximum"] == 9  # n_eig - 1 (the tiny model's embeddings have 16 dims)
-    surface = _figure(first["surface"])
-    assert np.allclose(_array(surface.data[0].y), np.linspace(0, 2, 5))  # alpha
-    assert np.allclose(_array(surface.data[0].x), np.linspace(0, 1, 3))  # beta
+    plane = _figure(first["contour"])
+    assert np.allclose(_array(plane.data[0].y), np.linspace(0, 2, 5))  # alpha
+    assert np.allclose(_array(plane.data[0].x), np.linspace(0, 1, 3))  # beta
     run = [v for v in server[0].explorer._runs._items.values()
            if v.run.slice.count == 3 and v.run.cut.n_eig == 10][0].run
     planes = landscape.weight_planes(run, 2, np.linspace(0, 2, 5), np.linspace(0, 1, 3))
-    assert np.allclose(_array(surface.data[0].z), planes["svd_surface"], atol=1e-5)
-    assert np.allclose(_array(surface.data[2].z), planes["cluster_surface"], atol=1e-5)
+    svd_z, cluster_z = _array(plane.data[0].z), _array(plane.data[2].z)
+    assert np.allclose(svd_z, planes["svd_surface"], atol=1e-5)
+    assert np.allclose(cluster_z, planes["cluster_surface"], atol=1e-5)
+    # the terms plot shows the two terms per k; at the chosen k they rebuild the plane exactly
+    # (the loss is linear in alpha and beta: -a*gap - b*magnitude, -a*eigengap + b*sum)
+    terms = _figure(first["surface"])
+    gap, mag, eigengap, total = (_array(t.y) for t in terms.data[:4])
+    assert np.allclose(_array(terms.data[0].x), planes["ks"])
+    i = list(planes["ks"]).index(2)
+    a, b = np.linspace(0, 2, 5)[:, None], np.linspace(0, 1, 3)[None, :]
+    assert np.allclose(svd_z, -a * gap[i] - b * mag[i], atol=1e-5)
+    assert np.allclose(cluster_z, -a * eigengap[i] + b * total[i], atol=1e-5)
+    assert 2 in {s.x0 for s in terms.layout.shapes}  # the chosen k is marked
+    assert "plane" in first["note"] and "corner" in first["note"]
 
     other_k = dict(zip(LOSS_OUTPUTS, client.predict(3, 0, 2, 5, 0, 1, 3, 2, api_name="/loss")))
-    assert not np.allclose(_array(_figure(other_k["surface"]).data[0].z),
-                           _array(surface.data[0].z))
+    assert not np.allclose(_array(_figure(other_k["contour"]).data[0].z), svd_z)
     assert "k = 3" in other_k["note"]
     k_plot = _figure(other_k["k_plot"])
     assert 3 in {s.x0 for s in k_plot.layout.shapes}  # the chosen k is marked

@@ -200,3 +200,14 @@ def test_cluster_surface_and_vs_k_match_scalar():
     np.testing.assert_allclose(vs, [0.0, 0.2, 0.5, 1.9], atol=1e-6)
     with pytest.raises(UserError):
         cluster_loss_vs_k(NCUT_DESC, [1, 5], 1.0, 1.0)
+
+
+def test_terms_versus_k_hand_computed():
+    from engineered_latents.losses import cluster_terms_vs_k, svd_terms_vs_k
+
+    gap, magnitude = svd_terms_vs_k([4.0, 3.0, 2.0, 1.0], [1, 2, 3])  # p = .4 .3 .2 .1
+    np.testing.assert_allclose(gap, [0.1, 0.1, 0.1], atol=1e-6)
+    np.testing.assert_allclose(magnitude, [0.4, 0.7, 0.9], atol=1e-6)
+    eigengap, total = cluster_terms_vs_k(NCUT_DESC, [1, 2, 3])  # lam = 0 .1 .2 .8 .9
+    np.testing.assert_allclose(eigengap, [0.1, 0.1, 0.6], atol=1e-6)
+    np.testing.assert_allclose(total, [0.1, 0.3, 1.1], atol=1e-6)

@@ -1,7 +1,9 @@
 """The Loss surfaces tab, on the slice the session's Explore tab last ran.
 
-- `/loss` (cheap, views pool): the SVD and NCut cluster losses over alpha x beta (a 3-D surface
-  and contours), each loss versus k with the eigengap's k marked, and CKA versus added noise.
+- `/loss` (cheap, views pool): the two terms of the SVD and NCut cluster losses versus k (gap and
+  magnitude, eigengap and eigenvalue sum) with the chosen k marked, the losses over alpha x beta
+  as contours (a plane: each loss is linear in both weights), each loss versus k with the
+  eigengap's k marked, and CKA versus added noise.
 - `/landscape` (NCut per grid point, model pool): the losses along two random directions in the
   space of the slice's patch and token embeddings, around the current ones. CKA and SVD on a
   fine grid; the cluster loss on a coarser grid over a seeded subsample of nodes.
@@ -25,6 +27,10 @@ singular values of the pairs' mean patch and token embeddings, and the NCut clus
 beta. **Landscape**: the CKA, SVD and cluster losses at the embeddings moved by `a * d1 + b * d2`
 along two random directions (each node's direction scaled to its norm); the centre (star) is the
 slice as it is."""
+
+
+LINEAR = ("Over alpha and beta every loss here is a weighted sum of two fixed terms, so it is "
+          "a plane whose minimum is always a corner: the terms versus k say more.")
 
 
 # ----------------------------------------------------------------------------- plain functions
@@ -72,12 +78,18 @@ def planes(view: V.RunView, k: int, alphas: np.ndarray, betas: np.ndarray,
 def plane_figures(result: dict, title: str) -> dict:
     surfaces = {"SVD loss": result["svd_surface"], "NCut cluster loss": result["cluster_surface"]}
     k = result["k"]
+    terms = {"SVD loss: -alpha * gap - beta * magnitude": {
+                 "gap (alpha's term)": result["svd_gap_vs_k"],
+                 "magnitude (beta's term)": result["svd_magnitude_vs_k"]},
+             "NCut cluster loss: -alpha * eigengap + beta * sum": {
+                 "eigengap (alpha's term)": result["cluster_gap_vs_k"],
+                 "eigenvalue sum (beta's term)": result["cluster_sum_vs_k"]}}
     return {
-        "surface": F.loss_surfaces(result["alphas"], result["betas"], surfaces,
-                                   [f"losses over alpha x beta (k = {k})", title]),
+        "surface": F.terms_vs_k(result["ks"], terms, result["eigengap_k"], k,
+                                ["the terms each loss weighs, versus k", title]),
         "contour": F.loss_surfaces(result["alphas"], result["betas"], surfaces,
-                                   [f"the same as contours (k = {k}); x marks the minimum",
-                                    title], kind="contour"),
+                                   [f"over alpha x beta (k = {k}): a plane, so the minimum is "
+                                    "a corner", title], kind="contour"),
         "k": F.loss_vs_k(result["ks"], {"SVD loss": result["svd_vs_k"],
                                         "NCut cluster loss": result["cluster_vs_k"]},
                          result["eigengap_k"], k, ["loss versus k (alpha = beta = 1)", title]),
@@ -160,8 +172,10 @@ class LossTab:
                                                elem_id="el-loss-update")
                 self.note = gr.Markdown("", elem_id="el-loss-note")
             with gr.Column(scale=3):
-                self.surface_plot = gr.Plot(label="3-D surfaces", elem_id="el-loss-surface")
-                self.contour_plot = gr.Plot(label="Contours", elem_id="el-loss-contour")
+                self.surface_plot = gr.Plot(label="Each loss's terms versus k",
+                                            elem_id="el-loss-surface")
+                self.contour_plot = gr.Plot(label="Over alpha x beta (a plane)",
+                                            elem_id="el-loss-contour")
                 with gr.Row():
                     self.k_plot = gr.Plot(label="Loss versus k", elem_id="el-loss-k-plot")
                     self.noise_plot = gr.Plot(label="CKA versus noise", elem_id="el-loss-noise")
@@ -230,8 +244,10 @@ class LossTab:
         top, k = max_k(view), clamp_k(view, k)
         result = planes(view, k, axis(a0, a1, an, "alpha"), axis(b0, b1, bn, "beta"), noise)
         figs = plane_figures(result, V.run_title(view))
-        note = (f"k = {k} of 1..{top}; the eigengap heuristic picks k = "
-                f"{result['eigengap_k']}; CKA of the paired embeddings {result['cka']:.3f}.")
+        gap_k = result["eigengap_k"]
+        note = (f"k = {k} of 1..{top}; " + (f"the eigengap heuristic suggests k = {gap_k} "
+                "(the largest gap after the trivial eigenvalue); " if gap_k else "")
+                + f"CKA of the paired embeddings {result['cka']:.3f}. {LINEAR}")
         # Gradio refuses a slider whose minimum (1) is not below its maximum
         return (gr.update(maximum=max(top, 2), value=k), note, figs["surface"], figs["contour"],
                 figs["k"], figs["noise"])
@@ -253,7 +269,7 @@ class LossTab:
         result = planes(view, clamp_k(view, k), axis(a0, a1, an, "alpha"),
                         axis(b0, b1, bn, "beta"), noise)
         figs = plane_figures(result, title)
-        figures = {"Losses over alpha x beta": figs["surface"], "Contours": figs["contour"],
+        figures = {"Terms versus k": figs["surface"], "Over alpha x beta": figs["contour"],
                    "Loss versus k": figs["k"], "CKA versus noise": figs["noise"]}
         arrays = {name: np.asarray(value) for name, value in result.items()}
         if landscape_result and landscape_result.get("title") == title:
