@@ -1,8 +1,8 @@
 """The installable package: pyproject.toml agrees with requirements.txt, the wheel carries the
 assets the code reads, and the wheel (and an editable install) work from a fresh venv, run from
 another directory through the `engineered-latents` console script. Offline: the build uses the
-setuptools already installed (--no-build-isolation) and the venv borrows torch & co. from the
-system (--system-site-packages), so nothing is downloaded."""
+setuptools already installed (--no-build-isolation), the venv borrows torch & co. from the
+system (--system-site-packages) and pip runs with --no-index, so nothing is downloaded."""
 
 import json
 import os
@@ -80,8 +80,10 @@ def _venv(path: Path) -> Path:
 
 
 def _pip(bin_dir: Path, *args: str) -> None:
-    done = subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "-q", "--no-deps",
-                           "--no-index", "--disable-pip-version-check", *args],
+    """pip install offline (--no-index) with the dependencies resolved: every one declared must
+    already be installed here, or this fails."""
+    done = subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "-q", "--no-index",
+                           "--disable-pip-version-check", *args],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 
