@@ -232,3 +232,43 @@ def test_trackio_records_the_run_offline(tmp_path, tiny):
         tables = [r[0] for r in con.execute("select name from sqlite_master where type='table'")]
         assert tables
         assert any(con.execute(f"select count(*) from {t}").fetchone()[0] for t in tables)
+
+
+def test_projections_only_change_the_projections(tmp_path, tiny):
+    from safetensors.torch import load_file
+
+    spec = _spec(tmp_path, tiny, train="projections", steps=2, lr=1e-2)
+    fit(spec, _quiet)
+    after = load_file(os.path.join(spec.out, "model.safetensors"))
+    before = load_file(os.path.join(tiny, "model.safetensors"))
+    changed = sorted(k for k in before if not torch.equal(before[k], after[k]))
+    assert changed == ["logit_scale", "text_projection.weight", "visual_projection.weight"]
+
+
+def test_rerunning_a_finished_run_changes_nothing(tmp_path, tiny):
+    spec = _spec(tmp_path, tiny, steps=2)
+    first = fit(spec, _quiet)
+    again = fit(spec, _quiet)
+    assert again["history"] == first["history"] and again["steps_done"] == 2
+
+
+def test_epochs_and_accumulation_set_the_schedule(tmp_path, tiny):
+    # 32 pairs / batch 8 = 4 batches an epoch; accum 2 -> 2 steps an epoch; warm-up 1 epoch
+    record = fit(_spec(tmp_path, tiny, steps=None, epochs=1.5, accum=2, warmup="1ep",
+                       scheduler="constant"), _quiet)
+    assert record["config"]["total_steps"] == 3 and record["config"]["warmup_steps"] == 2
+    assert [h["lr"] for h in record["history"]] == pytest.approx([5e-4, 1e-3, 1e-3])
+
+
+def test_validation_on_another_dataset(tmp_path, tiny):
+    from tests.fixtures_data import pattern
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for i in range(12):
+        pattern((16, 16), seed=i).save(folder / f"{i}.png")
+    (folder / "captions.txt").write_text("\n".join(f"tile number {i}" for i in range(12)))
+    record = fit(_spec(tmp_path, tiny, dataset="upload", data_path=str(folder), count=None,
+                       val_dataset="demo", steps=2), _quiet)
+    assert record["provenance"]["data"]["n_train"] == 12
+    assert record["provenance"]["data"]["val"].startswith("demo-val")
