@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -32,16 +33,30 @@ def esc(text: object) -> str:
     return html.escape(str(text), quote=False)
 
 
-def _title(title: str | Sequence[str]) -> str:
+TITLE_WIDTH = 62  # characters per title line: a half-width plot of the page holds about this
+
+
+def _title_lines(title: str | Sequence[str], width: int = TITLE_WIDTH) -> list[str]:
+    """The title's lines, each wrapped at word boundaries to `width` characters (a plot does
+    not wrap its title: a long line runs out of the figure and is cut off)."""
     lines = [title] if isinstance(title, str) else list(title)
-    return "<br>".join(esc(line) for line in lines)
+    return [part for line in lines
+            for part in (textwrap.wrap(str(line), width, break_long_words=True) or [""])]
+
+
+def _title(title: str | Sequence[str]) -> str:
+    return "<br>".join(esc(line) for line in _title_lines(title))
 
 
 def _base(fig: go.Figure, title: str | Sequence[str], height: int) -> go.Figure:
-    """Common layout; `title` is plain text (escaped here), a list of strings for several lines."""
+    """Common layout; `title` is plain text (escaped here), a list of strings for several lines
+    (long ones are wrapped, and the top margin grows with the number of lines)."""
+    n_lines = len(_title_lines(title))
     fig.update_layout(
         title=dict(text=_title(title), font=dict(size=13), x=0.01, xanchor="left"),
-        height=height, margin=_MARGIN, font=_FONT, template="plotly_white",
+        height=height + max(0, n_lines - 2) * 17,
+        margin=dict(_MARGIN, t=_MARGIN["t"] + 17 * max(0, n_lines - 2)),
+        font=_FONT, template="plotly_white",
     )
     return fig
 
@@ -387,13 +402,11 @@ def terms_vs_k(
             fig.add_vline(x=eigengap_k, line=dict(color="#d62728", dash="dash", width=1),
                           row=1, col=col)
         fig.add_vline(x=k, line=dict(color="#444", dash="dot", width=1), row=1, col=col)
-        fig.update_xaxes(title_text="k", row=1, col=col)
-    marks = f"chosen k = {k} (dotted)" + (f", eigengap k = {eigengap_k} (dashed red)"
-                                          if eigengap_k else "")
-    lines = [title] if isinstance(title, str) else list(title)
-    fig = _base(fig, [lines[0] + "; " + marks, *lines[1:]], 380)
-    fig.update_layout(legend=dict(orientation="h", y=-0.25, x=0),
-                      margin=dict(_MARGIN, b=90) if isinstance(_MARGIN, dict) else None)
+        marks = f"k (dotted: chosen k = {k}" + (f"; dashed: eigengap k = {eigengap_k})"
+                                                 if eigengap_k else ")")
+        fig.update_xaxes(title_text=marks, row=1, col=col)
+    fig = _base(fig, title, 380)
+    fig.update_layout(legend=dict(orientation="h", y=-0.3, x=0), margin_b=90)
     return fig
 
 

@@ -74,6 +74,7 @@ def test_page_shows_default_view_then_runs_another_slice(browser, server, tmp_pa
     assert page.locator(f"#el-overlay {PLOT} .heatmaplayer, #el-overlay {PLOT} .hm").count() \
         or page.locator(f"#el-overlay {PLOT} image").count()
     page.screenshot(path=str(tmp_path / "1-default.png"), full_page=True)
+    _assert_nothing_cut_off(page)
 
     # another slice: start 5, count 2, Run
     for elem_id, value in (("el-start", "5"), ("el-count", "2")):
@@ -120,6 +121,39 @@ def test_page_shows_default_view_then_runs_another_slice(browser, server, tmp_pa
 
     # the error toast is the app's answer, not a browser error; anything else fails the test
     assert not problems, "\n".join(problems)
+
+
+# Every plot title inside its plot; table headers on one line; gallery captions and download
+# names shown whole (their box holds their text). Returns what does not fit.
+_CUT_OFF_JS = """() => {
+    const bad = [];
+    for (const plot of document.querySelectorAll('[data-testid="plotly"]')) {
+        const box = plot.getBoundingClientRect();
+        if (box.width === 0) continue;  // a hidden tab
+        for (const t of plot.querySelectorAll('.gtitle, .g-xtitle text, .g-ytitle text')) {
+            const r = t.getBoundingClientRect();
+            if (r.width && (r.left < box.left - 2 || r.right > box.right + 2))
+                bad.push(`title "${t.textContent.slice(0, 60)}" runs out of its plot`);
+        }
+    }
+    for (const th of document.querySelectorAll('#el-cluster-table th, #el-cluster-table thead td')) {
+        const span = th.querySelector('span.header') || th;
+        const range = document.createRange();
+        range.selectNodeContents(span);
+        const lines = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+        if (lines.size > 1) bad.push(`header "${th.innerText.trim()}" wraps`);
+    }
+    for (const c of document.querySelectorAll('#el-gallery .caption-label, #el-downloads .stem')) {
+        if (c.scrollWidth > c.clientWidth + 1)
+            bad.push(`"${c.textContent.slice(0, 40)}" is cut to its box`);
+    }
+    return bad;
+}"""
+
+
+def _assert_nothing_cut_off(page) -> None:
+    bad = page.evaluate(_CUT_OFF_JS)
+    assert not bad, "\n".join(bad)
 
 
 def _watch(page) -> list[str]:
@@ -206,3 +240,29 @@ def test_a_deep_link_opens_the_same_view(browser, server, tmp_path):
     page.close()
     other.close()
     assert not problems + other_problems, "\n".join(problems + other_problems)
+
+
+def test_loss_tab_draws_whole_titles_and_shows_landscape_progress(browser, server, tmp_path):
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    problems = _watch(page)
+    page.goto(server, wait_until="domcontentloaded")
+    _wait_status(page, "demo 0..7: 16 pairs")
+    page.get_by_role("tab", name="Loss surfaces").click()
+    page.locator("#el-loss-update").click()
+    page.locator(f"#el-loss-surface {PLOT} .gtitle").first.wait_for(timeout=TIMEOUT_MS)
+    page.locator(f"#el-loss-contour {PLOT}").wait_for(timeout=TIMEOUT_MS)
+    _assert_nothing_cut_off(page)
+    # the landscape takes a while: its progress must be seen (a box with a height) while it runs
+    page.locator("#el-landscape-run").click()
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('#el-landscape-note .progress-text, '
+                  + '#el-landscape-note .eta-bar, #el-landscape .progress-text, '
+                  + '#el-landscape .eta-bar, #el-landscape-note .progress-level, '
+                  + '#el-landscape .progress-level')]
+                  .some(e => e.getBoundingClientRect().height > 0)""", timeout=TIMEOUT_MS)
+    page.screenshot(path=str(tmp_path / "8-landscape-running.png"), full_page=True)
+    page.locator(f"#el-landscape {PLOT} .gtitle").first.wait_for(timeout=TIMEOUT_MS)
+    page.screenshot(path=str(tmp_path / "9-loss-tab.png"), full_page=True)
+    _assert_nothing_cut_off(page)
+    page.close()
+    assert not problems, "\n".join(problems)

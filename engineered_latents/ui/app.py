@@ -55,6 +55,16 @@ benchmark results and `/bench_export` returns them as JSON. See the README for a
 """
 
 
+# What Gradio's defaults cut off: gallery captions (one line, ellipsis) and file names in the
+# downloads list; the rest of the layout is Gradio's own.
+CSS = """
+#el-gallery .caption-label { white-space: normal; max-width: 100%; left: 0; max-height: 55%;
+    overflow-y: auto; font-size: 11px; line-height: 1.25; }
+#el-downloads .filename .stem { white-space: normal; overflow-wrap: anywhere; }
+#el-downloads .filename { overflow: visible; }
+"""
+
+
 def queue_size() -> int:
     """How many events may wait in the queue (EL_QUEUE_SIZE, default 32); more are refused."""
     return Settings.from_env().queue_size
@@ -120,6 +130,7 @@ def launch_options(settings: Settings | None = None) -> dict:
     paths["blocked_paths"] = [*paths["blocked_paths"], str(upload_root().resolve())]
     return {
         "show_error": True,
+        "css": CSS,
         "max_file_size": (settings or Settings.from_env()).max_upload_size,
         "footer_links": ["api", "gradio"],
         **paths,

@@ -231,8 +231,8 @@ class ExploreTab:
                 self.pending = gr.Checkbox(False, visible="hidden", elem_id="el-link-pending")
                 self.restore = gr.State(None)  # {"pair", "word"} for the next Run to show
             with gr.Column(scale=3):
-                self.gallery = gr.Gallery(label="Pairs of the slice: click one", columns=8,
-                                          height=230, allow_preview=False, object_fit="contain",
+                self.gallery = gr.Gallery(label="Pairs of the slice: click one", columns=6,
+                                          height=300, allow_preview=False, object_fit="contain",
                                           elem_id="el-gallery")
                 with gr.Row():
                     # custom values: an API session may ask for a pair before its first run
@@ -267,7 +267,8 @@ class ExploreTab:
                 label="Top words of each eigenvector")
             self.cluster_table = gr.Dataframe(
                 headers=V.CLUSTER_HEADERS, interactive=False, wrap=True, max_height=420,
-                column_widths=["8%", "12%", "50%", "12%", "18%"], label="Cluster table")
+                column_widths=["7%", "12%", "45%", "15%", "21%"], label="Cluster table",
+                elem_id="el-cluster-table")
         self.timings = gr.Markdown(label="Timings", elem_id="el-timings")
 
     # ------------------------------------------------------------------ events

@@ -193,7 +193,8 @@ class LossTab:
                 self.with_cluster = gr.Checkbox(True, label="Cluster loss (slower)")
                 self.landscape_button = gr.Button("Compute landscape", variant="primary",
                                                   elem_id="el-landscape-run")
-                self.landscape_note = gr.Markdown("", elem_id="el-landscape-note")
+                # progress shows here while the landscape runs (it needs a height to be seen)
+                self.landscape_note = gr.Markdown("", elem_id="el-landscape-note", min_height=64)
             with gr.Column(scale=3):
                 self.landscape_plot = gr.Plot(label="Loss landscape", elem_id="el-landscape")
         with gr.Accordion("Download", open=False):
@@ -233,7 +234,7 @@ class LossTab:
             api_description="The losses along two random directions around the current "
                             "embeddings (one NCut per cluster-loss grid point).",
             concurrency_id=MODEL_POOL, concurrency_limit=1,
-            show_progress_on=[self.landscape_note])
+            show_progress_on=[self.landscape_note, self.landscape_plot])
         self.export_button.click(
             self.on_export, self.plane_inputs + [self.landscape_state], self.downloads,
             api_name="loss_export", **views)

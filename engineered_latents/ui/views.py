@@ -501,7 +501,7 @@ def top_words_rows(view: RunView) -> list[list]:
 
 
 TOP_WORDS_HEADERS = ["eig", "eigenvalue", "highest words", "lowest words"]
-CLUSTER_HEADERS = ["k", "nodes", "example words", "patches", "mostly in pairs"]
+CLUSTER_HEADERS = ["k", "nodes", "example words", "patches", "top pairs"]
 
 
 def cluster_rows(view: RunView) -> list[list]:
