@@ -136,7 +136,7 @@ _CUT_OFF_JS = """() => {
                 bad.push(`title "${t.textContent.slice(0, 60)}" runs out of its plot`);
         }
     }
-    for (const th of document.querySelectorAll('#el-cluster-table th, #el-cluster-table thead td')) {
+    for (const th of document.querySelectorAll('#el-cluster-table th')) {
         const span = th.querySelector('span.header') || th;
         const range = document.createRange();
         range.selectNodeContents(span);
