@@ -34,7 +34,7 @@ def test_coco_train_split_uses_every_caption_and_validates_on_test(tmp_path, coc
     assert len(train) == sum(3 + i % 3 for i in range(12))
     assert train.captions[:3] == ["caption 0 of image 0", "caption 1 of image 0",
                                   "caption 2 of image 0"]
-    assert train.image_of[:4] == [0, 0, 0, 1]
+    assert train.image_of[:4] == [(0, 0), (0, 0), (0, 0), (1, 0)]  # (example, image)
     assert len(val) == 4 and val.captions[0] == "caption 0 of image 0"
     assert train.image(0).tobytes() != val.image(0).tobytes()  # test images, not train ones
     assert not warnings
@@ -75,3 +75,19 @@ def test_too_little_data_for_the_batch(tmp_path, coco):
     with pytest.raises(UserError, match="fewer than --batch-size 64"):
         train_pairs(_spec(tmp_path, dataset="coco", data_path=coco, batch_size=64),
                     Cache(str(tmp_path / "cache")))
+
+
+def test_a_hub_train_split_of_unknown_size_needs_a_count(tmp_path):
+    with pytest.raises(UserError, match="give --count N, or --data-path"):
+        train_pairs(_spec(tmp_path, dataset="coco"), Cache(str(tmp_path / "cache")))
+
+
+def test_images_are_read_back_when_a_batch_needs_them(tmp_path, coco):
+    from engineered_latents.finetune.data import AdapterImages
+
+    train, _, _ = train_pairs(_spec(tmp_path, dataset="coco", data_path=coco),
+                              Cache(str(tmp_path / "cache")))
+    assert isinstance(train.source, AdapterImages)  # no decoded images held
+    first, again = train.image(0), train.image(1)  # pairs 0 and 1: captions of image 0
+    assert first.tobytes() == again.tobytes()
+    assert train.image(3).tobytes() != first.tobytes()  # pair 3: image 1

@@ -10,6 +10,8 @@ generator, and the seeded order in which batches take them.
   image is a pair); validation from their `test` split, first caption only.
 - `upload`, `winoground`: the folder's / split's pairs; validation from `--val-fraction`.
 Datasets whose captions are not positives (What'sUp answer options, ImageNet prompts) are refused.
+Only captions and image keys stay in memory: a batch draws its scenes, or reads its images back
+through the adapter (whose cache keeps the encoded bytes of every example read once).
 
 Batches: optimizer step s takes micro-batches s*accum .. s*accum+accum-1; micro-batch g is rows
 g*B..(g+1)*B of epoch (g // per_epoch)'s permutation (`torch.randperm` seeded by seed and epoch),
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -31,25 +35,42 @@ log = logging.getLogger(__name__)
 PAIR_DATASETS = ("demo", "coco", "flickr30k", "upload", "winoground")
 DEMO_TRAIN_COUNT = 512
 SCENE_SIZE = 224
+CHUNK = 256  # examples read at a time while listing a dataset's pairs
 
 
 @dataclass
 class Pairs:
-    """Pairs i = (images[image_of[i]], captions[i]); `identity` names the content."""
+    """Pair i = (source(image_of[i]), captions[i]); `identity` names the content. Images are
+    drawn or read back when a batch needs them, so only captions and keys stay in memory."""
 
-    images: list  # PIL images, or None for generated ones (drawn on demand)
+    source: Callable  # image key -> PIL image
     captions: list[str]
-    image_of: list[int]
+    image_of: list  # per pair, the key of its image
     identity: str
-    generator: object = None  # DemoScenes when images are drawn on demand
 
     def __len__(self) -> int:
         return len(self.captions)
 
     def image(self, i: int):
-        if self.generator is not None:
-            return self.generator.image(i)
-        return self.images[self.image_of[i]]
+        return self.source(self.image_of[i])
+
+
+class AdapterImages:
+    """An adapter's images by (example index, image index), read back through the adapter: its
+    cache holds the encoded bytes of examples read once, an upload folder its files."""
+
+    def __init__(self, adapter) -> None:
+        self.adapter = adapter
+        self._lock = threading.Lock()  # the prefetch thread and validation share an adapter
+
+    def __call__(self, key: tuple[int, int]):
+        index, image = key
+        with self._lock:
+            examples = self.adapter.load([index])
+        if not examples:
+            raise UserError(f"{self.adapter.name}: example {index} can no longer be read "
+                            f"({'; '.join(s['reason'] for s in self.adapter.skipped)}).")
+        return examples[0].images[image]
 
 
 # ----------------------------------------------------------------------------- demo scenes
@@ -93,8 +114,8 @@ class DemoScenes:
     def pairs(self) -> Pairs:
         captions = [c for _, c in self.scenes]
         identity = f"demo-{self.kind}-v1-seed{self.seed if self.kind == 'train' else ''}"
-        return Pairs([], captions, list(range(len(captions))), f"{identity}-n{len(captions)}",
-                     self)
+        return Pairs(self.image, captions, list(range(len(captions))),
+                     f"{identity}-n{len(captions)}")
 
 
 # ----------------------------------------------------------------------------- adapters
@@ -117,28 +138,30 @@ def _adapter(name: str, data_path: str | None, split: str | None, cache):
     return adapter
 
 
-def _from_examples(examples, identity: str, first_caption_only: bool = False) -> Pairs:
-    images, captions, image_of = [], [], []
-    for ex in examples:
-        base = len(images)
-        images.extend(ex.images)
-        pairs = ex.pairs[:1] if first_caption_only else ex.pairs
-        for i, c in pairs:
-            captions.append(ex.captions[c])
-            image_of.append(base + i)
-    return Pairs(images, captions, image_of, identity)
-
-
-def _load(adapter, start: int, count: int | None) -> list:
+def _indices(adapter, start: int, count: int | None) -> list[int]:
     if count is None:
+        if adapter.data_path is None and getattr(adapter, "known_size", 1) is None:
+            raise UserError(f"The size of {adapter.name}'s {adapter.split} split is not known "
+                            "without reading all of it: give --count N, or --data-path.")
         count = adapter.size() - start
     if count < 1:
         raise UserError(f"{adapter.name}: no examples from start {start}.")
-    examples = adapter.load(range(start, start + count))
-    if not examples:
-        raise UserError(f"{adapter.name}: none of examples {start}..{start + count - 1} could "
-                        "be read.")
-    return examples
+    return list(range(start, start + count))
+
+
+def _adapter_pairs(adapter, images: AdapterImages, indices: list[int], identity: str,
+                   first_caption_only: bool = False) -> Pairs:
+    """The pairs of the examples at `indices`, read in chunks (images not kept)."""
+    captions, keys = [], []
+    for at in range(0, len(indices), CHUNK):
+        for ex in adapter.load(indices[at:at + CHUNK]):
+            for i, c in ex.pairs[:1] if first_caption_only else ex.pairs:
+                captions.append(ex.captions[c])
+                keys.append((ex.index, i))
+    if not captions:
+        raise UserError(f"{adapter.name}: none of the {len(indices)} examples from "
+                        f"{indices[0]} could be read.")
+    return Pairs(images, captions, keys, identity)
 
 
 def train_pairs(spec, cache) -> tuple[Pairs, Pairs, list[str]]:
@@ -153,15 +176,15 @@ def train_pairs(spec, cache) -> tuple[Pairs, Pairs, list[str]]:
         if adapter.split == "test" and spec.dataset in ("coco", "flickr30k", "winoground"):
             warnings.append(f"Training on the test split of {spec.dataset}: its benchmark "
                             "numbers after this fine-tune are contaminated.")
-        examples = _load(adapter, spec.start, spec.count)
+        indices, images = _indices(adapter, spec.start, spec.count), AdapterImages(adapter)
+        name = f"{adapter.name}-{adapter.split}-{adapter.identity()}"
+        val = None
         if spec.val_fraction is not None or (spec.val_dataset is None
                                              and spec.dataset not in ("coco", "flickr30k")):
-            examples, held = _split_off(examples, spec.val_fraction or 0.1, spec.seed)
-            val = _from_examples(held, f"{adapter.identity()}-heldout", first_caption_only=True)
-        else:
-            val = None
-        train = _from_examples(examples, f"{adapter.name}-{adapter.split}-{adapter.identity()}"
-                               f"-{spec.start}-{spec.count}")
+            indices, held = _split_off(indices, spec.val_fraction or 0.1, spec.seed)
+            val = _adapter_pairs(adapter, images, held, f"{name}-heldout-{len(held)}", True)
+        train = _adapter_pairs(adapter, images, indices,
+                               f"{name}-{spec.start}-{spec.count}")
     if val is None:
         val = validation_pairs(spec, cache)
     if len(train) < spec.batch_size:
@@ -179,22 +202,21 @@ def validation_pairs(spec, cache) -> Pairs:
         return DemoScenes("val", spec.val_count).pairs()
     data_path = spec.data_path if name == spec.dataset else None
     adapter = _adapter(name, data_path, "test" if name in ("coco", "flickr30k") else None, cache)
-    examples = _load(adapter, 0, min(spec.val_count, adapter.size()))
-    return _from_examples(examples, f"{adapter.name}-{adapter.split}-{adapter.identity()}"
+    indices = list(range(min(spec.val_count, adapter.size())))
+    return _adapter_pairs(adapter, AdapterImages(adapter), indices,
+                          f"{adapter.name}-{adapter.split}-{adapter.identity()}"
                           f"-{spec.val_count}", first_caption_only=True)
 
 
-def _split_off(examples: list, fraction: float, seed: int) -> tuple[list, list]:
-    """(kept, held out): a seeded `fraction` of the examples (at least 2) held out."""
-    n_held = max(2, round(len(examples) * fraction))
-    if n_held >= len(examples):
-        raise UserError(f"{len(examples)} examples are too few to hold out {n_held} for "
+def _split_off(indices: list[int], fraction: float, seed: int) -> tuple[list, list]:
+    """(kept, held out): a seeded `fraction` of the example indices (at least 2) held out."""
+    n_held = max(2, round(len(indices) * fraction))
+    if n_held >= len(indices):
+        raise UserError(f"{len(indices)} examples are too few to hold out {n_held} for "
                         "validation: give more data or --val-dataset.")
-    order = random.Random(f"el-finetune-val-split-{seed}").sample(range(len(examples)),
-                                                                  len(examples))
+    order = random.Random(f"el-finetune-val-split-{seed}").sample(indices, len(indices))
     held = set(order[:n_held])
-    return ([e for i, e in enumerate(examples) if i not in held],
-            [e for i, e in enumerate(examples) if i in held])
+    return [i for i in indices if i not in held], sorted(held)
 
 
 # ----------------------------------------------------------------------------- batches
