@@ -141,3 +141,10 @@ def test_eval_before_and_after(tmp_path, tiny, capsys):
 def test_eval_of_an_unknown_benchmark(tmp_path, tiny, capsys):
     rc = main(_args(tiny, tmp_path / "out", "--eval", "demo,nope"))
     _one_line_error(capsys, rc, "--eval 'nope' is not a benchmark")
+
+
+def test_k_beyond_the_embedding_width(tmp_path, tiny, capsys):
+    # the tiny model projects to 16 dimensions: 16 singular values; batch 32 allows k = 20
+    rc = main(_args(tiny, tmp_path / "out", "--loss", "svd", "--k", "20", "--batch-size", "32",
+                    "--count", "32"))
+    _one_line_error(capsys, rc, "16 singular values")

@@ -272,3 +272,12 @@ def test_validation_on_another_dataset(tmp_path, tiny):
                        val_dataset="demo", steps=2), _quiet)
     assert record["provenance"]["data"]["n_train"] == 12
     assert record["provenance"]["data"]["val"].startswith("demo-val")
+
+
+def test_prune_keeps_the_last_and_the_best(tmp_path):
+    for step in range(1, 7):
+        (ckpt.folder(tmp_path) / f"step-{step}").mkdir(parents=True)
+        (ckpt.folder(tmp_path) / f"step-{step}" / "state.json").write_text("{}")
+    (ckpt.folder(tmp_path) / "step-9").mkdir()  # incomplete: no state.json, never counted
+    ckpt.prune(tmp_path, keep=2, best_step=2)
+    assert [s for s, _ in ckpt.step_dirs(tmp_path)] == [2, 5, 6]

@@ -417,6 +417,7 @@ def prepare(spec: TrainSpec, say: Callable[[str], None]):
                         "several processes.")
     cache_dir = spec.cache_dir or Settings.from_env().cache_dir
     resolved, clip, tokenizer, processor = load_base(spec.model)
+    _check_k_against_width(spec, clip.config.projection_dim)
     identity = {**spec.identity(), "base_model": resolved.weights_id}
     previous = ckpt.check_out(spec.out, identity, spec.overwrite)
     train, val, warnings = train_pairs(spec, Cache(cache_dir))
@@ -448,6 +449,17 @@ def prepare(spec: TrainSpec, say: Callable[[str], None]):
              "data": {"train": train.identity, "val": val.identity, "n_train": len(train),
                       "n_val": len(val)}}
     return run, extra
+
+
+def _check_k_against_width(spec: TrainSpec, width: int) -> None:
+    """The SVD losses have `width` singular values (the projection's): k must leave a gap."""
+    names = {t.name for t in spec.terms}
+    if names & {"svd", "clip_svd"} and spec.k >= width:
+        raise UserError(f"--k {spec.k}: the model's embeddings have {width} dimensions, so the "
+                        f"SVD loss has {width} singular values; give --k below {width}.")
+    if "svd_normalized" in names and spec.k > width:
+        raise UserError(f"--k {spec.k}: svd_normalized has {width} singular values here; give "
+                        f"--k of at most {width}.")
 
 
 def _resume(run: Run, previous: dict | None, accelerator) -> None:
