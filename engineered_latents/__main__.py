@@ -53,8 +53,9 @@ def _cuts_parser(sub) -> None:
     p.add_argument("--no-center", action="store_true", help="joint mode: do not centre and "
                    "normalize each modality (the first eigenvector then splits image from text)")
     p.add_argument("--device", help="cpu, cuda or mps (default: best available)")
-    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"],
-                   help="encoder dtype (default float16 on CUDA, float32 elsewhere)")
+    p.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"],
+                   help="encoder dtype (auto, the default: float16 on CUDA, bfloat16 on a CPU "
+                   "with bf16 units unless EL_CPU_BF16=0, float32 elsewhere)")
     p.add_argument("--cache-dir", help="cache directory (default EL_CACHE_DIR or ./cache)")
     p.add_argument("--out", type=argtypes.check_out_dir,
                    help="output directory (default out/<dataset>-<start>-<count>)")

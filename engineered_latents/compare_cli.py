@@ -53,8 +53,9 @@ def add_parser(sub) -> None:
     p.add_argument("--no-center", action="store_true", help="joint mode: do not centre and "
                    "normalize each modality")
     p.add_argument("--device", help="cpu, cuda or mps (default: best available)")
-    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"],
-                   help="encoder dtype (default float16 on CUDA, float32 elsewhere)")
+    p.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"],
+                   help="encoder dtype (auto, the default: float16 on CUDA, bfloat16 on a CPU "
+                   "with bf16 units unless EL_CPU_BF16=0, float32 elsewhere)")
     p.add_argument("--top", type=argtypes.int_range(1, 100), default=5,
                    help="words printed per eigenvector")
     p.add_argument("--cache-dir", help="cache directory (default EL_CACHE_DIR or ./cache)")

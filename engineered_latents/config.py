@@ -12,7 +12,7 @@ from .errors import UserError
 class ModelSpec:
     name: str | None = None  # Hub id or local directory; None = the default, with offline fallback
     device: str | None = None  # cpu, cuda, mps; None = best available
-    dtype: str | None = None  # encoder dtype; None = float16 on CUDA, float32 elsewhere
+    dtype: str | None = None  # encoder dtype; None/auto: fp16 CUDA, bf16 on bf16 CPUs, else fp32
     layer: int | None = None  # hidden-state index for patches and tokens; None = last layer
     patch_norm: bool = True  # vision post_layernorm before the projection
 
@@ -71,6 +71,17 @@ def _env_number(env, name: str, default, kind=int, lo=None):
     return value
 
 
+def _env_switch(env, name: str) -> bool | None:
+    raw = str(env.get(name, "")).strip().lower()
+    if not raw:
+        return None
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise UserError(f"{name}={env.get(name)!r} is not a switch: give 1 or 0, or unset it.")
+
+
 def _env_paths(env, name: str) -> tuple[str, ...]:
     return tuple(p for p in env.get(name, "").split(os.pathsep) if p)
 
@@ -90,6 +101,8 @@ class Settings:
     max_upload_size: str = "20mb"  # EL_MAX_UPLOAD: largest uploaded file
     queue_size: int = 32  # EL_QUEUE_SIZE: events that may wait (at least 16)
     gpu_duration_s: int = 120  # EL_GPU_DURATION: the most one ZeroGPU call may hold the GPU
+    cpu_bf16: bool | None = None  # EL_CPU_BF16: 1/0 = bfloat16/float32 encoders for an auto
+    # dtype on the CPU; unset: bfloat16 where the CPU has native bf16 units (AMX, AVX-512 BF16)
 
     @classmethod
     def from_env(cls, env=None) -> Settings:
@@ -106,4 +119,5 @@ class Settings:
             max_upload_size=env.get("EL_MAX_UPLOAD") or "20mb",
             queue_size=max(16, _env_number(env, "EL_QUEUE_SIZE", 32, lo=1)),
             gpu_duration_s=_env_number(env, "EL_GPU_DURATION", 120, lo=1),
+            cpu_bf16=_env_switch(env, "EL_CPU_BF16"),
         )

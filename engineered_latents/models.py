@@ -111,16 +111,51 @@ def pick_device(requested: str | None = None) -> torch.device:
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def pick_dtype(requested: str | None, device: torch.device) -> torch.dtype:
-    """Encoder dtype: `requested` ("float32", "float16", "bfloat16"), else fp16 on CUDA, fp32 else.
+def pick_dtype(requested: str | None, device: torch.device,
+               cpu_bf16: bool | None = None) -> torch.dtype:
+    """Encoder dtype: `requested` ("float32", "float16", "bfloat16"), else ("auto" or None)
+    float16 on CUDA, bfloat16 on a CPU with native bf16 units, float32 elsewhere.
 
-    Similarities and NCut input are always float32, whatever the encoders run in.
+    `cpu_bf16` overrides the CPU check (None: `Settings.cpu_bf16`, i.e. EL_CPU_BF16, else the
+    CPU's flags). Benchmarks pass "float32" (their protocol). Similarities, the NCut input and
+    every score are float32, whatever the encoders run in.
     """
     if requested and requested != "auto":
         if requested not in _DTYPES:
             raise UserError(f"Unknown dtype {requested!r}: use one of {', '.join(_DTYPES)}.")
         return _DTYPES[requested]
-    return torch.float16 if device.type == "cuda" else torch.float32
+    if device.type == "cuda":
+        return torch.float16
+    if device.type == "cpu":
+        if cpu_bf16 is None:
+            from .config import Settings
+
+            cpu_bf16 = Settings.from_env().cpu_bf16
+        if cpu_bf16 if cpu_bf16 is not None else cpu_has_native_bf16():
+            return torch.bfloat16
+    return torch.float32
+
+
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of native bf16 units
+
+
+def cpu_has_native_bf16(flags: str | None = None) -> bool:
+    """Whether the CPU has native bfloat16 units (AMX or AVX-512 BF16), from a /proc/cpuinfo
+    flags string (None: this machine's)."""
+    words = set((_cpu_flags() if flags is None else flags).split())
+    return any(flag in words for flag in BF16_CPU_FLAGS)
+
+
+@lru_cache(maxsize=1)
+def _cpu_flags() -> str:
+    """This CPU's flags line from /proc/cpuinfo ("" where there is none: not Linux x86)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return line.split(":", 1)[1]
+    except OSError:
+        pass
+    return ""
 
 
 def dtype_name(dtype: torch.dtype) -> str:

@@ -52,6 +52,38 @@ def synthetic_examples(n_pairs: int, seed: int = 0) -> list[Example]:
     return examples
 
 
+def word_level_matrix(result, pairs) -> np.ndarray:
+    """[words of the slice, k] word-level scores (each word's BPE pieces averaged), pair by
+    pair, from a `CutResult` and its `PairInfo`s (what `CutsRun.word_level_scores` gives)."""
+    rows = []
+    for p, info in enumerate(pairs):
+        scores = result.word_scores(p)  # [T, k]
+        rows += [scores[pos].mean(0) for pos in info.word_positions]
+    return np.stack(rows)
+
+
+def eigvec_agreement(a: np.ndarray, b: np.ndarray, eigs=range(1, 6)) -> list[float]:
+    """Pearson correlation, up to sign, of eigenvectors `eigs` between two [n, k] score matrices
+    of the same nodes (eigenvectors are defined up to sign)."""
+    if a.shape != b.shape:
+        raise ValueError(f"score matrices differ in shape: {a.shape} vs {b.shape}")
+    return [round(abs(float(np.corrcoef(a[:, e], b[:, e])[0, 1])), 5)
+            for e in eigs if e < a.shape[1]]
+
+
+def eigval_agreement(a: np.ndarray, b: np.ndarray, eigs=range(1, 6)) -> dict:
+    """Eigenvalue differences of two cuts, and the eigenvectors whose eigenvalue nearly equals a
+    neighbour's (gap under 1e-3 or under twice the largest difference): there the two cuts may
+    mix or swap them, so a low correlation says little."""
+    eigs = [e for e in eigs if e < min(len(a), len(b))]
+    diffs = [round(float(b[e] - a[e]), 5) for e in eigs]
+    tol = max(1e-3, 2 * max((abs(d) for d in diffs), default=0.0))
+    near = [e for e in eigs if any(abs(a[e] - a[f]) < tol for f in (e - 1, e + 1)
+                                   if 1 <= f < len(a))]
+    return {"eigval_a": [round(float(a[e]), 5) for e in eigs],
+            "eigval_diff": diffs, "near_equal": near}
+
+
 def _seconds(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()

@@ -12,6 +12,9 @@ import pytest  # noqa: E402
 def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("EL_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # float32 encoders for an auto dtype whatever the CPU (its oracles are float32); the bf16
+    # tests set EL_CPU_BF16 themselves
+    monkeypatch.setenv("EL_CPU_BF16", "0")
 
 
 def save_tiny_clip(path, image_size=224, patch_size=32, seed=0):
