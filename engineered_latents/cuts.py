@@ -56,12 +56,23 @@ def run_ncut(
         try:
             eigvec = ncut.fit_transform(x)
         except (ValueError, RuntimeError, ZeroDivisionError) as e:
+            if not _degenerate_graph_error(e):
+                raise  # an API change or a bug surfaces as itself
             raise UserError(
                 f"NCut failed on this graph ({type(e).__name__}: {e}). This happens when almost "
                 "all nodes share a few values; try more pairs, the joint mode or --sharpness."
             ) from e
         eigval = ncut.eigval
     return eigvec.float().cpu().numpy(), eigval.float().cpu().numpy()
+
+
+# What ncut-pytorch 3.2 raises when the nodes share a few values (its bandwidth search finds a
+# median distance of 0): the only errors turned into a message for the user.
+_DEGENERATE = ("math domain error", "numel() == 0", "numel()==0", "division by zero")
+
+
+def _degenerate_graph_error(error: Exception) -> bool:
+    return any(text in str(error) for text in _DEGENERATE)
 
 
 def kway_labels(eigvec: np.ndarray, k: int) -> np.ndarray:

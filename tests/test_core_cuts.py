@@ -146,3 +146,32 @@ def test_outputs_follow_the_summary_contract(scalar_run, tmp_path):
     arrays = np.load(tmp_path / "cuts.npz")
     np.testing.assert_array_equal(arrays["eigenvectors"], scalar_run.result.eigvec)
     assert arrays["patch_rgb"].shape == (4, 50, 3)
+
+
+def test_only_degenerate_graph_errors_become_messages(monkeypatch):
+    """A degenerate graph is the user's (a message); any other ncut-pytorch failure, such as an
+    API change, surfaces as itself."""
+    import ncut_pytorch
+
+    from engineered_latents.cuts import run_ncut
+    from engineered_latents.errors import UserError
+
+    x = np.random.default_rng(0).random((300, 1)).astype(np.float32)
+
+    def broken(self, X):
+        raise TypeError("fit_transform() got an unexpected keyword argument 'A_degree'")
+
+    def renamed(self, X):
+        raise RuntimeError("expected scalar type Float but found Half")
+
+    for failure, kind in ((broken, TypeError), (renamed, RuntimeError)):
+        monkeypatch.setattr(ncut_pytorch.Ncut, "fit_transform", failure)
+        with pytest.raises(kind):
+            run_ncut(x, 5)
+
+    def degenerate(self, X):
+        raise ValueError("math domain error")
+
+    monkeypatch.setattr(ncut_pytorch.Ncut, "fit_transform", degenerate)
+    with pytest.raises(UserError, match="share a few values"):
+        run_ncut(x, 5)
