@@ -32,20 +32,20 @@ def _to_f64(a: ArrayLike) -> np.ndarray:
 def _as_matrix(a: ArrayLike, name: str) -> np.ndarray:
     m = _to_f64(a)
     if m.ndim != 2:
-        raise UserError(f"{name} must be a 2-D [n, d] feature matrix, got shape {m.shape}.")
+        raise ValueError(f"{name} must be a 2-D [n, d] feature matrix, got shape {m.shape}.")
     return m
 
 
 def _as_vector(a: ArrayLike, name: str) -> np.ndarray:
     v = _to_f64(a).reshape(-1)
     if v.size == 0:
-        raise UserError(f"{name} is empty.")
+        raise ValueError(f"{name} is empty.")
     return v
 
 
 def _check_same_rows(X: np.ndarray, Y: np.ndarray) -> None:
-    if X.shape[0] != Y.shape[0]:
-        raise UserError(
+    if X.shape[0] != Y.shape[0]:  # a shape mistake of the caller
+        raise ValueError(
             f"X and Y need the same number of rows (samples), got {X.shape[0]} and {Y.shape[0]}."
         )
     if X.shape[0] < 2:

@@ -68,8 +68,10 @@ def test_cka_accepts_torch_and_mismatched_rows_raise():
     X, Y = _rand(50, 4, 6), _rand(50, 3, 7)
     got = linear_cka(torch.from_numpy(X).float(), torch.from_numpy(Y))
     assert got == pytest.approx(linear_cka(X, Y), abs=1e-6)
-    with pytest.raises(UserError):
+    with pytest.raises(ValueError):  # a shape mistake, not the user's
         linear_cka(X, Y[:40])
+    with pytest.raises(UserError, match="at least 2 rows"):  # a one-pair slice: the user's
+        linear_cka(X[:1], Y[:1])
 
 
 def test_cka_vs_noise_deterministic_and_decreasing():
