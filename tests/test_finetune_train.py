@@ -281,3 +281,9 @@ def test_prune_keeps_the_last_and_the_best(tmp_path):
     (ckpt.folder(tmp_path) / "step-9").mkdir()  # incomplete: no state.json, never counted
     ckpt.prune(tmp_path, keep=2, best_step=2)
     assert [s for s, _ in ckpt.step_dirs(tmp_path)] == [2, 5, 6]
+
+
+def test_dataloader_workers_give_the_same_batches(tmp_path, tiny):
+    thread = fit(_spec(tmp_path, tiny, "thread", steps=3, val_every=3), _quiet)
+    workers = fit(_spec(tmp_path, tiny, "workers", steps=3, val_every=3, workers=2), _quiet)
+    assert _curve(workers) == _curve(thread)

@@ -327,12 +327,37 @@ def save_checkpoint(run: Run, step: int) -> None:
     acc.wait_for_everyone()
 
 
+class _MicroBatches(torch.utils.data.Dataset):
+    """Micro-batch g of this process, collated (for DataLoader workers)."""
+
+    def __init__(self, run: Run, first: int, last: int) -> None:
+        self.collate, self.order = run.collate, run.order
+        self.per = run.spec.batch_size // run.accelerator.num_processes
+        self.rank, self.first, self.n = run.accelerator.process_index, first, last - first
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict:
+        rows = self.order.rows(self.first + i)
+        return self.collate(rows[self.rank * self.per:(self.rank + 1) * self.per])
+
+
 def _batches(run: Run):
+    """This process's micro-batches from the resume point, prepared ahead: in a thread, or in
+    `--workers` DataLoader processes (the same batches either way)."""
     from ..prefetch import prefetched
 
     device = run.accelerator.device
-    micro = range(run.start_step * run.spec.accum, run.total_steps * run.spec.accum)
-    for _, batch in prefetched(micro, lambda g: run.collate(local_rows(run, g))):
+    first, last = run.start_step * run.spec.accum, run.total_steps * run.spec.accum
+    if run.spec.workers > 0:
+        batches = torch.utils.data.DataLoader(
+            _MicroBatches(run, first, last), batch_size=None, shuffle=False,
+            num_workers=run.spec.workers, prefetch_factor=2, persistent_workers=False)
+    else:
+        batches = (b for _, b in prefetched(range(first, last),
+                                            lambda g: run.collate(local_rows(run, g))))
+    for batch in batches:
         yield {k: v.to(device) for k, v in batch.items()}
 
 

@@ -17,7 +17,8 @@ DTYPES = ("float32", "bfloat16", "float16")
 # Early-stopping metrics and whether lower is better.
 METRICS = {"val_loss": True, "cosine": False, "r1_i2t": False, "r1_t2i": False}
 # Options that do not change what is trained: a rerun may differ in them and still resume.
-NOT_IDENTITY = ("out", "overwrite", "track", "eval", "eval_limit", "cache_dir", "device")
+NOT_IDENTITY = ("out", "overwrite", "track", "eval", "eval_limit", "cache_dir", "device",
+                "workers")
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class TrainSpec:
     track: str = "trackio"
     eval: str | None = None  # comma-separated benchmarks, before and after
     eval_limit: int | None = None
+    workers: int = 0  # DataLoader processes preparing batches; 0: one thread
 
     def __post_init__(self) -> None:
         check(self)
@@ -114,6 +116,8 @@ def check(spec: TrainSpec) -> None:
     if spec.train not in TRAINABLE[:3] and (spec.last_n is None or spec.last_n < 1):
         raise UserError(f"--train {spec.train!r}: use full, lora, projections or last-N "
                         "(N >= 1 blocks of each tower, e.g. last-2).")
+    if spec.workers < 0:
+        raise UserError(f"--workers {spec.workers} must be at least 0.")
     _positive(spec, ("batch_size", "accum", "val_every", "checkpoint_every", "keep", "lora_rank",
                      "val_count", "cluster_nodes"))
     if spec.batch_size < 2:
