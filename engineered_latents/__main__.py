@@ -120,11 +120,14 @@ def write_result(path: str, text: str, what: str, again: str = "Run the same com
 def cmd_list(args) -> int:
     from .data import describe_datasets
 
-    print(f"{'name':<18}{'size':>8}  {'gated':<6}{'hub id':<36}licence")
-    for d in describe_datasets():
-        size = d["size"] if d["size"] is not None else "?"
-        print(f"{d['name']:<18}{size!s:>8}  {'yes' if d['gated'] else 'no':<6}"
-              f"{d['hub_id'] or '-':<36}{d['licence']}")
+    rows = [(d["name"], str(d["size"] if d["size"] is not None else "?"),
+             "yes" if d["gated"] else "no", d["hub_id"] or "-", str(d["licence"]))
+            for d in describe_datasets()]
+    name_w = max(len("name"), *(len(r[0]) for r in rows)) + 2
+    hub_w = max(len("hub id"), *(len(r[3]) for r in rows)) + 2
+    print(f"{'name':<{name_w}}{'size':>8}  {'gated':<6}{'hub id':<{hub_w}}licence")
+    for name, size, gated, hub, licence in rows:
+        print(f"{name:<{name_w}}{size:>8}  {gated:<6}{hub:<{hub_w}}{licence}")
     return 0
 
 

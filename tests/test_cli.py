@@ -240,3 +240,12 @@ def test_history_skips_and_counts_unreadable_lines(tmp_path, monkeypatch, capsys
     status, out, err = run_cli(capsys, "history", "--cache-dir", cache)
     assert status == 0
     assert "bench demo n=3: text 50.0" in out and "4 unreadable line(s)" in err
+
+
+def test_list_aligns_its_columns_for_every_name(capsys):
+    status, out, _ = run_cli(capsys, "list")
+    assert status == 0
+    lines = out.strip().splitlines()
+    start = lines[0].index("hub id")
+    for line in lines[1:]:  # every hub id starts under its header, however long the name
+        assert line[start - 1] == " " and line[start] != " ", line

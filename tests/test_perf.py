@@ -35,3 +35,6 @@ def test_perf_command_completes_and_writes_json(tmp_path):
         assert size[key] > 0
     assert report["machine"]["device"] == "cpu" and report["peak_rss_mb"] > 0
     assert "speed-up" in run.stdout
+    # the right warning, once: random weights (what perf measures), not the toy model's
+    assert "weights: random" in run.stdout and "toy model" not in run.stdout + run.stderr
+    assert "one repeat" in run.stdout and "medians of 1" not in run.stdout
