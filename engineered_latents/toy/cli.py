@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from .. import argtypes
+from ..errors import UserError
 from .card import TrainReport, model_card, summary_lines
 from .evaluation import evaluate
 from .model import ToyConfig, save
@@ -20,16 +22,22 @@ from .training import train
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..models import TOY_DIR
 
-    p.add_argument("--out", default=str(TOY_DIR), help="where to write the model")
-    p.add_argument("--steps", type=int, default=ToyConfig.steps, help="training steps")
-    p.add_argument("--batch-size", type=int, default=ToyConfig.batch_size)
-    p.add_argument("--seed", type=int, default=ToyConfig.seed)
-    p.add_argument("--aux-weight", type=float, default=ToyConfig.aux_weight,
+    p.add_argument("--out", type=argtypes.check_out_dir, default=str(TOY_DIR),
+                   help="where to write the model")
+    p.add_argument("--steps", type=argtypes.positive_int, default=ToyConfig.steps,
+                   help="training steps")
+    p.add_argument("--batch-size", type=argtypes.int_range(2, 4096),
+                   default=ToyConfig.batch_size, help="scenes per step (a contrastive batch "
+                   "needs at least 2)")
+    p.add_argument("--seed", type=argtypes.seed, default=ToyConfig.seed)
+    p.add_argument("--aux-weight", type=argtypes.float_range(0, 100),
+                   default=ToyConfig.aux_weight,
                    help="weight of the token-to-patch InfoNCE (0: plain CLIP loss)")
-    p.add_argument("--threads", type=int, default=ToyConfig.threads, help="CPU threads "
-                   "(results are bit-identical only for the same thread count)")
+    p.add_argument("--threads", type=argtypes.int_range(1, 1024), default=ToyConfig.threads,
+                   help="CPU threads (results are bit-identical only for the same thread count)")
     p.add_argument("--eval-only", action="store_true", help="measure the model in --out")
-    p.add_argument("--eval-n", type=int, default=200, help="held-out scenes per measurement")
+    p.add_argument("--eval-n", type=argtypes.int_range(1, 100_000), default=200,
+                   help="held-out scenes per measurement")
 
 
 def train_command(args) -> int:
@@ -40,6 +48,9 @@ def train_command(args) -> int:
 
     out = Path(args.out)
     if args.eval_only:
+        if not (out / "toy_config.json").is_file():
+            raise UserError(f"--eval-only: {out} holds no toy model (no toy_config.json): give "
+                            "the folder a train-toy run wrote.")
         cfg = ToyConfig(**json.loads((out / "toy_config.json").read_text()))
         training = json.loads((out / "metrics.json").read_text())["training"] \
             if (out / "metrics.json").is_file() else {}
