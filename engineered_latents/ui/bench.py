@@ -28,6 +28,7 @@ from . import components as C
 from . import export, gpu, share
 from . import views as V
 from .explore import MODEL_POOL, VIEWS_POOL, ExploreTab, user_errors
+from .items import ItemsView
 from .models import DEFAULT_CHOICE, choice_for, model_choices, model_spec_for
 from .privacy import redact, scrub
 
@@ -187,6 +188,7 @@ class BenchTab:
                 self.table = gr.Dataframe(headers=BENCH_HEADERS, interactive=False, wrap=True,
                                           label="Scores (%)", elem_id="el-bench-table")
                 self.chart = gr.Plot(label="Scores", elem_id="el-bench-chart")
+        self.items = ItemsView(self.explore, self.tabs)
         gr.Markdown("### Run history\nEvery cuts and bench run on this server (newest first). "
                     "Click a row to restore it: a benchmark here, a cut on the Explore tab.")
         self.history_table = gr.Dataframe(headers=HISTORY_HEADERS, interactive=False, wrap=True,
@@ -209,6 +211,7 @@ class BenchTab:
         self.run_event.then(self.on_history, None, [self.history_table, self.records],
                             api_visibility="private", queue=False)
         self.stop_button.click(None, cancels=[self.run_event], queue=False)
+        self.items.feed(self.run_event, self.results, self.model)  # the Items view follows
         self.export_button.click(self.on_export, self.results, self.downloads,
                                  api_name="bench_export", concurrency_id=VIEWS_POOL,
                                  concurrency_limit=4)

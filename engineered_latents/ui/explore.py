@@ -20,6 +20,7 @@ import functools
 import html
 import inspect
 import re
+from pathlib import Path
 
 import gradio as gr
 
@@ -79,6 +80,20 @@ def clusters_slider(n_eig, clusters) -> dict:
     top = max(2, min(int(n_eig or 2), CONTROLS["clusters"].page_hi))
     value = min(int(clusters or 0), top)
     return gr.update(maximum=top, value=value)
+
+
+def mirror_path(dataset: str, settings) -> str | None:
+    """A Hub dataset's local mirror under EL_DATA_ROOT, if there is one: the folder named like
+    its Hub repository, as the Benchmarks tab reads it (`Benchmark.hub_folder`)."""
+    from ..benchmarks import BENCHMARKS
+
+    root = getattr(settings, "data_root", None)
+    folder = next((b.hub_folder for b in BENCHMARKS.values()
+                   if b.dataset == dataset and dataset not in ("demo", UPLOAD_DATASET)), None)
+    if not root or folder is None:
+        return None
+    path = Path(root).expanduser() / folder
+    return str(path) if path.is_dir() else None
 
 
 def max_uploads(settings) -> int:
@@ -231,6 +246,8 @@ class ExploreTab:
                 self.pending = gr.Checkbox(False, visible="hidden", elem_id="el-link-pending")
                 self.restore = gr.State(None)  # {"pair", "word"} for the next Run to show
             with gr.Column(scale=3):
+                # a benchmark item opened from the Benchmarks tab's Items view (ui/items.py)
+                self.item_card = gr.Markdown("", visible=False, elem_id="el-item-card")
                 self.gallery = gr.Gallery(label="Pairs of the slice: click one", columns=6,
                                           height=300, allow_preview=False, object_fit="contain",
                                           elem_id="el-gallery")
@@ -369,7 +386,7 @@ class ExploreTab:
     def _request(self, dataset, start, count, indices, model, mode, n_eig, sharpness, clusters,
                  seed, include_special, patch_norm, crossed=False, all_captions=False, files=None,
                  captions=None) -> V.Request:
-        data_path = None
+        data_path = mirror_path(dataset, self.explorer.settings)
         if dataset == UPLOAD_DATASET:
             data_path = stage_upload(files, captions, max_uploads(self.explorer.settings))
             if not (indices or "").strip() and isinstance(start, int | float) and \
@@ -450,7 +467,8 @@ class ExploreTab:
             n_eig=values["n_eig"], sharpness=values["sharpness"], clusters=values["clusters"],
             seed=values["seed"], include_special=values["special"],
             patch_norm=values["patch_norm"], crossed=values["crossed"],
-            all_captions=values["all_captions"])
+            all_captions=values["all_captions"],
+            data_path=mirror_path(values["dataset"], self.explorer.settings))
 
     @user_errors
     def on_page_load(self, request: gr.Request, progress=gr.Progress()):
