@@ -506,3 +506,77 @@ def standalone_html(figures: dict[str, go.Figure], title: str) -> str:
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
             f"<title>{esc(title)}</title></head>\n<body style=\"font-family:sans-serif\">\n"
             f"<h1>{esc(title)}</h1>\n" + "\n".join(parts) + "\n</body></html>\n")
+
+
+# ----------------------------------------------------------------------------- comparing models
+
+
+def agreement_heatmap(
+    z: np.ndarray,  # [eigs of a, eigs of b] shares of common top-k rows, in [0, 1]
+    eigs_a: Sequence[int],
+    eigs_b: Sequence[int],
+    title: str | Sequence[str],
+) -> go.Figure:
+    """Top-k agreement between the eigenvectors of two cuts (or of one cut with itself)."""
+    fig = heatmap(z, [str(e) for e in eigs_a], [str(e) for e in eigs_b], title,
+                  row_name="eigenvector of A", col_name="eigenvector of B",
+                  value_name="top-k overlap", colorscale=SEQUENTIAL,
+                  height=min(640, max(320, 120 + 22 * len(eigs_a))))
+    fig.update_traces(zmin=0.0, zmax=1.0)
+    fig.update_xaxes(title_text="eigenvector of B")
+    fig.update_yaxes(title_text="eigenvector of A")
+    return fig
+
+
+def correlation_bars(
+    eigs: Sequence[int],
+    series: dict[str, Sequence[float | None]],  # bar group name -> per eigenvector (None: none)
+    p_values: dict[str, Sequence[float | None]],  # the same names -> p-value per eigenvector
+    title: str | Sequence[str],
+) -> go.Figure:
+    """Grouped bars: each eigenvector's correlation with the CLIP score, one bar per series
+    (e.g. Pearson A, Pearson B); missing values leave a gap, p-values are in the hover."""
+    fig = go.Figure()
+    x = np.arange(len(eigs))
+    for name, values in series.items():
+        y = np.array([np.nan if v is None else v for v in values], np.float64)
+        p = [("n/a" if v is None else f"{v:.3g}") for v in p_values.get(name, [None] * len(y))]
+        if len(y) != len(eigs) or len(p) != len(eigs):
+            raise ValueError(f"{name}: {len(y)} values and {len(p)} p-values for {len(eigs)} "
+                             "eigenvectors")
+        fig.add_trace(go.Bar(
+            x=x, y=y, name=esc(name), customdata=np.array(p, dtype=object),
+            hovertemplate=(f"{esc(name)}<br>eigenvector %{{text}}<br>r %{{y:.3f}}<br>"
+                           "p %{customdata}<extra></extra>"),
+            text=[str(e) for e in eigs], textposition="none"))
+    fig.update_xaxes(tickmode="array", tickvals=list(x), ticktext=[str(e) for e in eigs],
+                     title_text="eigenvector")
+    fig.update_yaxes(title_text="correlation with the CLIP score", range=[-1.05, 1.05])
+    fig.update_layout(barmode="group", legend=dict(orientation="h", y=-0.25, x=0))
+    return _base(fig, title, 360)
+
+
+def emphasis_bars(
+    words: Sequence[str],
+    before: Sequence[float],  # [W] the word's score with model A
+    after: Sequence[float],  # [W] with model B
+    title: str | Sequence[str],
+) -> go.Figure:
+    """Each word's change of score on one eigenvector (after - before), largest first, as
+    horizontal bars; before and after in the hover."""
+    before = np.asarray(before, np.float64)
+    after = np.asarray(after, np.float64)
+    if not len(words) == len(before) == len(after):
+        raise ValueError(f"{len(words)} words, {len(before)} before and {len(after)} after")
+    change = after - before
+    labels = [esc(w) for w in words]
+    custom = np.array(list(zip(labels, before, after)), dtype=object).reshape(len(words), 3)
+    fig = go.Figure(go.Bar(
+        x=change, y=np.arange(len(words)), orientation="h", customdata=custom,
+        marker_color=["#d62728" if c > 0 else "#1f77b4" for c in change],
+        hovertemplate=("%{customdata[0]}<br>A %{customdata[1]:.4f} → B %{customdata[2]:.4f}"
+                       "<br>change %{x:+.4f}<extra></extra>")))
+    fig.update_yaxes(tickmode="array", tickvals=list(range(len(words))), ticktext=labels,
+                     autorange="reversed")
+    fig.update_xaxes(title_text="change of the word's score (B - A)", zeroline=True)
+    return _base(fig, title, min(640, max(300, 110 + 22 * len(words))))

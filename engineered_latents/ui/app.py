@@ -10,6 +10,7 @@ import gradio as gr
 from ..config import Settings
 from ..models import ASSETS
 from .bench import BenchTab
+from .compare import CompareTab
 from .explore import ExploreTab
 from .export import export_root
 from .loss import LossTab
@@ -90,6 +91,8 @@ def build_app(
         with gr.Tabs(elem_id="el-tabs") as tabs:
             with gr.Tab("Explore", id="explore", elem_id="el-tab-explore"):
                 explore = ExploreTab(explorer, status, banner)
+            with gr.Tab("Compare", id="compare", elem_id="el-tab-compare"):
+                compare = CompareTab(explorer, tabs)
             with gr.Tab("Loss surfaces", id="loss", elem_id="el-tab-loss") as loss_tab:
                 loss = LossTab(explore, loss_tab)
             with gr.Tab("Benchmarks", id="benchmarks", elem_id="el-tab-benchmarks") as bench_tab:
@@ -97,9 +100,10 @@ def build_app(
             with gr.Tab("About", id="about"):
                 gr.Markdown(ABOUT)
         explore.on_load(demo)
+        compare.on_load(demo)
     demo.queue(max_size=queue_size(), default_concurrency_limit=1)
     demo.explorer = explorer  # for tests
-    demo.parts = {"explore": explore, "loss": loss, "bench": bench}
+    demo.parts = {"explore": explore, "compare": compare, "loss": loss, "bench": bench}
     if warm_up:
         explorer.warm_up(preload_model)
     return demo

@@ -35,6 +35,11 @@ FIELDS: dict[str, type] = {
     **_VIEW,
 }
 _CONTROL_OF = {_link_name(n): CONTROLS[n] for n in _LINKED if n in CONTROLS}
+# the Compare tab's own parameters (its slice and cut are FIELDS'), e.g.
+# `/?tab=compare&model_b=openai/clip-vit-base-patch16&layer_b=6&start=3&count=2`
+COMPARE_FIELDS: dict[str, type] = {"tab": str, "model_b": str, "layer_a": int, "layer_b": int}
+TABS = ("explore", "compare")
+_CONTROL_OF.update(layer_a=CONTROLS["layer"], layer_b=CONTROLS["layer"])
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 MAX_LENGTH = 500  # characters per value
 
@@ -60,31 +65,39 @@ def _text(value, kind) -> str:
     return str(value)
 
 
-def query(values: Mapping, defaults: Mapping) -> str:
+def query(values: Mapping, defaults: Mapping, fields: Mapping[str, type] = FIELDS) -> str:
     """'?a=1&b=2' for the values that differ from the defaults ('' when none do)."""
-    pairs = [(name, _text(values[name], kind)) for name, kind in FIELDS.items()
+    pairs = [(name, _text(values[name], kind)) for name, kind in fields.items()
              if name in values and values[name] is not None
              and not _same(values[name], defaults.get(name), kind)]
     return "?" + urlencode(pairs) if pairs else ""
 
 
 def is_link(params: Mapping) -> bool:
-    """Whether a page's query parameters ask for a view (any parameter this app knows)."""
-    return any(name in FIELDS for name in params)
+    """Whether a page's query parameters ask for an Explore view (any parameter this app
+    knows, and no `tab=compare`: such a link is the Compare tab's, `is_compare_link`)."""
+    return not is_compare_link(params) and any(name in FIELDS for name in params)
+
+
+def is_compare_link(params: Mapping) -> bool:
+    """Whether a page's query parameters ask for the Compare tab (`tab=compare`)."""
+    return str(params.get("tab", "")).strip() == "compare"
 
 
 def parse(params: Mapping, defaults: Mapping,
-          choices: Mapping[str, Sequence[str]] | None = None) -> tuple[dict, list[str]]:
+          choices: Mapping[str, Sequence[str]] | None = None,
+          fields: Mapping[str, type] = FIELDS) -> tuple[dict, list[str]]:
     """(the controls a link asks for, warnings): the defaults with the link's parameters applied.
 
     Every value is checked before it touches a component: its kind, the control table's range,
     and the choices of a list (`choices`: parameter -> allowed values, e.g. the datasets). A
     value that fails keeps the default and adds a plain-text warning naming the parameter (the
     rest of the link still applies); the warnings quote at most 40 characters of a value.
+    `fields`: the parameters read (the Compare tab's: `{**FIELDS, **COMPARE_FIELDS}`).
     """
     values, warnings = dict(defaults), []
-    allowed = {"mode": CONTROLS["mode"].choices, **(choices or {})}
-    for name, kind in FIELDS.items():
+    allowed = {"mode": CONTROLS["mode"].choices, "tab": TABS, **(choices or {})}
+    for name, kind in fields.items():
         if name not in params:
             continue
         raw = str(params[name]).strip()

@@ -1,0 +1,196 @@
+"""The Compare tab and the paired Benchmarks table through the app's API (gradio_client, the
+tiny CLIP models of conftest): a run and a pair switch against the library's own comparison, a
+model against itself, bad input as messages, deep links; and the share fields it adds."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+from plotly_helpers import array as _array
+from plotly_helpers import figure as _figure
+
+import engineered_latents as el
+from engineered_latents.compare import compare_cuts
+from engineered_latents.ui import share
+from engineered_latents.ui.compare import MATCH_HEADERS
+
+OUTPUTS = ["note", "pair", "eig", "patch_a", "patch_b", "words_a", "words_b", "diff",
+           "emphasis", "matches", "agreement", "correlation"]
+PAIR_OUTPUTS = ["patch_a", "patch_b", "words_a", "words_b", "diff", "emphasis"]
+RESTORED = ["dataset", "start", "count", "indices", "model", "mode", "n_eig", "sharpness",
+            "clusters", "seed", "special", "patch_norm", "crossed", "model_b", "layer_a",
+            "layer_b"]
+
+
+@pytest.fixture(scope="module")
+def small(tiny_clip_small_grid):
+    """The 4 x 4 grid model as the page names it: a folder listed in EL_MODEL_DIRS."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EL_MODEL_DIRS", tiny_clip_small_grid)
+        yield "local:" + Path(tiny_clip_small_grid).name
+
+
+@pytest.fixture(scope="module")
+def server(app_server, small):
+    return app_server
+
+
+def _client(server, **params):
+    kwargs = {"httpx_kwargs": {"params": params}} if params else {}
+    return Client(server[1], verbose=False, download_files=False, **kwargs)
+
+
+def _compare(client, model_b="default", layer_b=None, mode="scalar", count=2, n_eig=8,
+             **kw):
+    args = dict(dataset="demo", start=0, count=count, indices="", model_a="default",
+                layer_a=None, model_b=model_b, layer_b=layer_b, mode=mode, n_eig=n_eig,
+                sharpness=0, clusters=0, seed=0)
+    args.update(kw)
+    out = dict(zip(OUTPUTS, client.predict(*args.values(), api_name="/compare")))
+    out["note"] = out["note"].replace("\\", "")  # Markdown's escapes: the text as shown
+    return out
+
+
+def _z(output) -> np.ndarray:
+    return _array(_figure(output).data[-1].z).astype(np.float64)
+
+
+def _library(tiny_clip, other, mode="scalar", count=2, n_eig=8, tmp_path=None):
+    """The same comparison straight from the library, in its own cache."""
+    return compare_cuts(el.SliceSpec("demo", 0, count), el.CutSpec(mode=mode, n_eig=n_eig),
+                        [el.ModelSpec(tiny_clip), el.ModelSpec(other)],
+                        cache=el.Cache(tmp_path))
+
+
+def test_compare_two_models_shows_the_librarys_shared_basis(server, small, tiny_clip,
+                                                            tiny_clip_small_grid, tmp_path):
+    client = _client(server)
+    out = _compare(client, small)
+    run = _library(tiny_clip, tiny_clip_small_grid, tmp_path=tmp_path)
+    a, b = run.runs
+    assert "4 pairs, scalar mode" in out["note"] and "tiny_clip_64" in out["note"]
+    assert "4x4" in out["note"] and "7x7" in out["note"]  # the grids differ: said
+    assert [c[1] for c in out["pair"]["choices"]] == [0, 1, 2, 3]
+    assert out["eig"]["maximum"] == 7
+    # patch maps on each model's own grid, eigenvector 1 of the shared basis
+    assert _z(out["patch_a"]).shape == (7, 7) and _z(out["patch_b"]).shape == (4, 4)
+    np.testing.assert_allclose(_z(out["patch_a"]).ravel(), a.result.patch_map(0)[1:, 1],
+                               atol=1e-5)
+    np.testing.assert_allclose(_z(out["patch_b"]).ravel(), b.result.patch_map(0)[1:, 1],
+                               atol=1e-5)
+    # word heatmaps in the shared basis and their difference
+    wa, wb = a.word_level_scores(0)[:, 1:], b.word_level_scores(0)[:, 1:]
+    np.testing.assert_allclose(_z(out["words_a"]), wa, atol=1e-5)
+    np.testing.assert_allclose(_z(out["words_b"]), wb, atol=1e-5)
+    np.testing.assert_allclose(_z(out["diff"]), wb - wa, atol=1e-5)
+    # the analyses' plots carry the library's numbers
+    np.testing.assert_allclose(_z(out["agreement"]), run.analyses["agreement"]["words"])
+    pearson_a = [r["pearson"] for r in run.analyses["clip_correlation"]["a"]]
+    corr = _figure(out["correlation"])
+    assert [t.name for t in corr.data] == ["Pearson A", "Spearman A", "Pearson B",
+                                           "Spearman B"]
+    np.testing.assert_allclose(_array(corr.data[0].y), pearson_a, atol=1e-9)
+    changes = [r["change"] for r in run.analyses["word_emphasis"]["1"]]
+    np.testing.assert_allclose(_array(_figure(out["emphasis"]).data[0].x), changes, atol=1e-9)
+    assert out["matches"]["headers"] == MATCH_HEADERS and out["matches"]["data"] in ([], [[]])
+
+    # another pair and eigenvector: no new cut, the same basis
+    cut_before = len(server[0].parts["compare"]._views._items)
+    views = dict(zip(PAIR_OUTPUTS, client.predict(2, 3, api_name="/compare_pair")))
+    assert len(server[0].parts["compare"]._views._items) == cut_before
+    np.testing.assert_allclose(_z(views["patch_b"]).ravel(), b.result.patch_map(2)[1:, 3],
+                               atol=1e-5)
+    np.testing.assert_allclose(_z(views["diff"]), b.word_level_scores(2)[:, 1:]
+                               - a.word_level_scores(2)[:, 1:], atol=1e-5)
+    changes = [r["change"] for r in run.analyses["word_emphasis"]["3"]]
+    np.testing.assert_allclose(_array(_figure(views["emphasis"]).data[0].x), changes,
+                               atol=1e-9)
+    with pytest.raises(AppError, match="greater than maximum value 7"):  # Gradio's check
+        client.predict(0, 8, api_name="/compare_pair")
+
+
+def test_a_model_against_itself_differs_by_nothing(server):
+    out = _compare(_client(server), "default", count=2)
+    assert "zero by construction" in out["note"]
+    assert np.array_equal(_z(out["words_a"]), _z(out["words_b"]))
+    assert not _z(out["diff"]).any()
+    assert np.array_equal(_z(out["patch_a"]), _z(out["patch_b"]))
+    assert not _array(_figure(out["emphasis"]).data[0].x).any()
+    agreement = _z(out["agreement"])
+    assert np.array_equal(np.diag(agreement), np.ones(len(agreement)))
+
+
+def test_joint_mode_lists_the_eigenvector_matches(server, small, tiny_clip,
+                                                  tiny_clip_small_grid, tmp_path):
+    out = _compare(_client(server), small, mode="joint", n_eig=6)
+    run = _library(tiny_clip, tiny_clip_small_grid, "joint", n_eig=6, tmp_path=tmp_path)
+    rows = out["matches"]["data"]
+    assert [[r[0], r[1]] for r in rows] == [[m["a"], m["b"]] for m in run.matches[1:]]
+    assert [r[2] for r in rows] == pytest.approx([m["correlation"] for m in run.matches[1:]],
+                                                 abs=1e-4)
+    assert {r[4] for r in rows} <= {"matched", "weak: no real counterpart"}
+    assert "joint mode" in out["note"]
+
+
+def test_bad_input_is_a_message_and_the_app_answers_on(server, small):
+    client = _client(server)
+    with pytest.raises(AppError, match=r"Model b \(.*\).*layer"):
+        _compare(client, small, layer_b=99)
+    with pytest.raises(AppError, match="Layer A: layer is 5000"):
+        _compare(client, small, layer_a=5000)
+    with pytest.raises(AppError, match="Model B:.*EL_MODEL_DIRS"):
+        _compare(client, "/etc")
+    with pytest.raises(AppError, match="Press Run first"):
+        _client(server).predict(0, 1, api_name="/compare_pair")
+    out = _compare(client, small, layer_b=1, count=1)  # a valid layer: the app still answers
+    assert "B: tiny_clip_64" in out["note"] and "layer 1" in out["note"]
+
+
+def test_deep_link_restores_the_compare_tab(server, small):
+    link = {"tab": "compare", "model_b": small, "layer_b": "1", "start": "3", "count": "2",
+            "mode": "joint", "eig": "2", "pair": "1"}
+    loaded = _client(server, **link).predict(api_name="/compare_load")
+    controls = dict(zip(RESTORED, loaded[:len(RESTORED)]))
+    assert (controls["model_b"], controls["layer_b"], controls["start"], controls["count"],
+            controls["mode"], controls["model"], controls["layer_a"]) == \
+        (small, 1, 3, 2, "joint", "default", None)
+    # (the tab selection is a layout update, not in the API's answer: the browser test sees it)
+    assert len(loaded) == len(RESTORED) + 1 and loaded[-1] is True  # the page then runs it
+    # the Explore tab keeps its default view on a compare link
+    explore = _client(server, **link).predict(api_name="/load")
+    assert explore[-1] is False and "demo 0..7" in explore[18]  # 17 controls, note, status
+
+    # a bad value keeps its default, the rest applies
+    loaded = _client(server, tab="compare", layer_b="x", layer_a="9999",
+                     count="2").predict(api_name="/compare_load")
+    controls = dict(zip(RESTORED, loaded[:len(RESTORED)]))
+    assert (controls["layer_b"], controls["layer_a"], controls["count"]) == (None, None, 2)
+    # no compare link: the Compare tab's controls are left alone
+    plain = _client(server, start="4").predict(api_name="/compare_load")
+    assert plain[-1] is False
+
+    # the link button writes what /compare_load reads back
+    values = dict(zip(RESTORED, ["demo", 3, 2, "", "default", "joint", 20, 0, 0, 0, False,
+                                 True, False, small, None, 1]))
+    query = _client(server).predict(*values.values(), api_name="/compare_link")
+    assert query == f"?start=3&count=2&mode=joint&tab=compare&model_b={small.replace(':', '%3A')}" \
+        "&layer_b=1"
+
+
+def test_share_parses_the_compare_fields():
+    fields = {**share.FIELDS, **share.COMPARE_FIELDS}
+    defaults = {"tab": "explore", "model_b": "default", "layer_a": None, "layer_b": None,
+                "start": 0}
+    values, warnings = share.parse({"tab": "compare", "layer_a": "-2", "layer_b": "1.5",
+                                    "model_b": "x" * 600, "start": "7"}, defaults, None, fields)
+    assert (values["tab"], values["layer_a"], values["layer_b"], values["model_b"],
+            values["start"]) == ("compare", -2, None, "default", 7)
+    assert len(warnings) == 2 and any("layer_b" in w for w in warnings)
+    assert any("model_b" in w and "too long" in w for w in warnings)
+    _, warnings = share.parse({"tab": "<b>x</b>"}, defaults, None, fields)
+    assert warnings and "<b>" not in warnings[0]
+    assert share.is_compare_link({"tab": "compare", "start": "3"})
+    assert not share.is_link({"tab": "compare", "start": "3"})
+    assert share.is_link({"tab": "explore", "start": "3"}) and share.is_link({"start": "3"})
