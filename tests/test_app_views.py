@@ -269,3 +269,11 @@ def test_raw_affinities_equal_a_fresh_encoding(scalar_view, explorer):
     bare.result = dataclasses.replace(run.result, patch_embeddings=None, token_embeddings=None)
     with pytest.raises(UserError, match="keeps no embeddings"):
         V.derive(bare, scalar_view.request, explorer.cache)
+
+
+def test_the_gallery_shows_whole_images_and_the_overlay_the_models_crop():
+    wide = Image.new("RGB", (400, 100), (200, 30, 30))
+    thumb = V.thumbnail(wide)
+    assert thumb.shape == (56, 224, 3)  # the aspect ratio kept: nothing cut away
+    crop = V.display_crop(wide)
+    assert crop.shape == (224, 224, 3)  # what the model sees: the centre square

@@ -160,6 +160,8 @@ class RunView:
     clusters: list[dict]  # per cluster: size, words, patch nodes, pairs
     images: dict[tuple[int, int], np.ndarray]  # (example, image) -> [S, S, 3] display crop
     seconds: float = 0.0  # time spent deriving the views
+    # (example, image) -> the whole image, shrunk to fit S x S (the gallery shows it uncropped)
+    thumbnails: dict[tuple[int, int], np.ndarray] | None = None
 
     @property
     def n_pairs(self) -> int:
@@ -297,6 +299,13 @@ def display_crop(image: Image.Image, size: int = DISPLAY_SIZE) -> np.ndarray:
     return np.asarray(resized.crop((left, top, left + size, top + size)))
 
 
+def thumbnail(image: Image.Image, size: int = DISPLAY_SIZE) -> np.ndarray:
+    """[h, w, 3] uint8: the whole image, its long side shrunk to `size` (never cropped)."""
+    image = image.convert("RGB")
+    image.thumbnail((size, size), Image.Resampling.BICUBIC)
+    return np.asarray(image)
+
+
 def derive(run: CutsRun, request: Request, cache: Cache | None) -> RunView:
     """Everything the views show that is computed once per run."""
     res = run.result
@@ -314,6 +323,7 @@ def derive(run: CutsRun, request: Request, cache: Cache | None) -> RunView:
         word_levels=word_levels, patch_rgb=rgb, token_rgb=token_rgb,
         top_words=_top_words(run), clusters=analysis.cluster_summaries(run),
         images={(p.example, p.image): display_crop(im) for p, im in zip(run.pairs, pair_images)},
+        thumbnails={(p.example, p.image): thumbnail(im) for p, im in zip(run.pairs, pair_images)},
     )
 
 
@@ -351,7 +361,10 @@ def word_choices(view: RunView, pair: int) -> list[tuple[str, int]]:
 
 
 def gallery_items(view: RunView) -> list[tuple[np.ndarray, str]]:
-    return [(view.images[(p.example, p.image)], pair_label(view, i))
+    """(the whole image, its pair's label) per pair: uncropped, so a wide or tall upload is seen
+    as it is (the patch maps show the centre square the model sees)."""
+    shown = view.thumbnails or view.images
+    return [(shown[(p.example, p.image)], pair_label(view, i))
             for i, p in enumerate(view.run.pairs)]
 
 
