@@ -91,3 +91,10 @@ def test_images_are_read_back_when_a_batch_needs_them(tmp_path, coco):
     first, again = train.image(0), train.image(1)  # pairs 0 and 1: captions of image 0
     assert first.tobytes() == again.tobytes()
     assert train.image(3).tobytes() != first.tobytes()  # pair 3: image 1
+
+
+def test_validation_on_coco_test_while_training_on_demo(tmp_path, coco):
+    spec = _spec(tmp_path, dataset="demo", count=8, val_dataset="coco", val_data_path=coco)
+    train, val, _ = train_pairs(spec, Cache(str(tmp_path / "cache")))
+    assert len(train) == 8 and len(val) == 4
+    assert val.captions[1] == "caption 0 of image 1"  # the test split, first captions

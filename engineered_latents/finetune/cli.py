@@ -56,6 +56,8 @@ def add_parser(sub) -> None:
                    "default 512; others: the whole split)")
     g.add_argument("--val-dataset", help="validation dataset (default: the dataset's held-out "
                    "split: coco/flickr30k test, other demo seeds)")
+    g.add_argument("--val-data-path", help="local copy of the validation dataset (default: "
+                   "--data-path when it is the same dataset)")
     g.add_argument("--val-count", type=positive_int, default=d["val_count"].default,
                    help="validation examples")
     g.add_argument("--val-fraction", type=float_range(0, 1, lo_open=True),
@@ -121,6 +123,7 @@ def add_parser(sub) -> None:
 
 
 _FIELDS = ("model", "dataset", "data_path", "split", "start", "count", "val_dataset",
+           "val_data_path",
            "val_count", "val_fraction", "loss", "k", "alpha", "beta", "gamma", "cluster_graph",
            "cluster_nodes", "train", "lora_rank", "steps", "epochs", "batch_size", "accum",
            "lr", "weight_decay", "optimizer", "scheduler", "warmup", "min_lr", "grad_clip",

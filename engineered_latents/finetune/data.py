@@ -200,7 +200,7 @@ def validation_pairs(spec, cache) -> Pairs:
     name = spec.val_dataset or spec.dataset
     if name == "demo":
         return DemoScenes("val", spec.val_count).pairs()
-    data_path = spec.data_path if name == spec.dataset else None
+    data_path = spec.val_data_path or (spec.data_path if name == spec.dataset else None)
     adapter = _adapter(name, data_path, "test" if name in ("coco", "flickr30k") else None, cache)
     indices = list(range(min(spec.val_count, adapter.size())))
     return _adapter_pairs(adapter, AdapterImages(adapter), indices,

@@ -31,6 +31,7 @@ class TrainSpec:
     start: int = 0
     count: int | None = None  # None: demo 512 scenes, else the whole split
     val_dataset: str | None = None  # None: the dataset's held-out split (or --val-fraction)
+    val_data_path: str | None = None  # local copy of --val-dataset (default: --data-path)
     val_count: int = 64
     val_fraction: float | None = None
     loss: str = "contrastive"
