@@ -39,7 +39,7 @@ from .models import (
     resolve_model,
 )
 
-PIPELINE_VERSION = 1  # bump when a change alters cut results
+PIPELINE_VERSION = 2  # bump when a change alters cut results (2: scalar NCut's n_sample2)
 Progress = Callable[[str, float], None]  # (stage name, fraction of the run done)
 
 
