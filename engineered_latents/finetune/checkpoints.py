@@ -118,9 +118,10 @@ def prune(out: str | Path, keep: int, best_step: int | None) -> None:
 # ----------------------------------------------------------------------------- the run record
 
 
-def check_out(out: str | Path, identity: dict, overwrite: bool) -> dict | None:
+def check_out(out: str | Path, identity: dict, overwrite: bool, main: bool = True) -> dict | None:
     """The earlier run's record in `out` when it is the same configuration (to resume), None
-    for a fresh start; a different run is refused, naming the fields that differ."""
+    for a fresh start; a different run is refused, naming the fields that differ. With
+    `overwrite` only the main process deletes the earlier run (the others then wait for it)."""
     from .spec import differing
 
     out = Path(out)
@@ -130,7 +131,7 @@ def check_out(out: str | Path, identity: dict, overwrite: bool) -> dict | None:
         raise UserError(f"--out {out} is not writable: give a folder you can write to.")
     record = out / RUN_FILE
     if overwrite:
-        if record.is_file():
+        if record.is_file() and main:
             shutil.rmtree(folder(out), ignore_errors=True)
             for name in (RUN_FILE, "train.json", "eval.json"):
                 (out / name).unlink(missing_ok=True)

@@ -444,7 +444,8 @@ def prepare(spec: TrainSpec, say: Callable[[str], None]):
     resolved, clip, tokenizer, processor = load_base(spec.model)
     _check_k_against_width(spec, clip.config.projection_dim)
     identity = {**spec.identity(), "base_model": resolved.weights_id}
-    previous = ckpt.check_out(spec.out, identity, spec.overwrite)
+    previous = ckpt.check_out(spec.out, identity, spec.overwrite, accelerator.is_main_process)
+    accelerator.wait_for_everyone()  # an --overwrite is done before any process reads on
     train, val, warnings = train_pairs(spec, Cache(cache_dir))
     for w in warnings:
         say(f"WARNING {w}")
