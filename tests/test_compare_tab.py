@@ -46,8 +46,10 @@ def _compare(client, model_b="default", layer_b=None, mode="scalar", count=2, n_
              **kw):
     args = dict(dataset="demo", start=0, count=count, indices="", model_a="default",
                 layer_a=None, model_b=model_b, layer_b=layer_b, mode=mode, n_eig=n_eig,
-                sharpness=0, clusters=0, seed=0)
-    args.update(kw)
+                sharpness=0, clusters=0, seed=0, include_special=False, patch_norm=True,
+                crossed=False)
+    assert set(kw) <= set(args), kw
+    args.update(kw)  # (the order is the inputs' order: /compare takes them by position)
     out = dict(zip(OUTPUTS, client.predict(*args.values(), api_name="/compare")))
     out["note"] = out["note"].replace("\\", "")  # Markdown's escapes: the text as shown
     return out
@@ -194,3 +196,70 @@ def test_share_parses_the_compare_fields():
     assert share.is_compare_link({"tab": "compare", "start": "3"})
     assert not share.is_link({"tab": "compare", "start": "3"})
     assert share.is_link({"tab": "explore", "start": "3"}) and share.is_link({"start": "3"})
+
+
+# ----------------------------------------------------------------------------- paired benchmarks
+
+
+def _final(name, model, cache):
+    from engineered_latents.benchmarks import run_benchmark
+
+    *_, last = run_benchmark(name, el.ModelSpec(model, dtype="float32"), None, None, cache, 8)
+    return last
+
+
+def test_paired_benchmark_table_and_flipped_items(server, small, tiny_clip,
+                                                  tiny_clip_small_grid, tmp_path):
+    from scipy.stats import binomtest
+
+    from engineered_latents.ui.bench import FLIP_HEADERS, PAIRED_HEADERS
+
+    client = _client(server)
+    note, table, chart, flips = client.predict(["demo"], 0, "default", 8, small,
+                                               api_name="/benchmark")
+    assert table["headers"] == PAIRED_HEADERS and flips["headers"] == FLIP_HEADERS
+    rows = {r[1]: dict(zip(PAIRED_HEADERS, r)) for r in table["data"]}
+    assert list(rows) == ["text", "image", "group"]
+    # the oracle: both models run straight through the library, paired by hand
+    cache = el.Cache(tmp_path)
+    a, b = _final("demo", tiny_clip, cache), _final("demo", tiny_clip_small_grid, cache)
+    n_flips = 0
+    for metric, row in rows.items():
+        x, y = a.hits[metric], b.hits[metric]
+        assert (row["A"], row["B"], row["n"]) == (a.metrics[metric], b.metrics[metric], 24)
+        assert row["B - A"] == pytest.approx(100 * (y.mean() - x.mean()), abs=0.01)
+        assert row["paired 95% CI low"] <= row["B - A"] <= row["paired 95% CI high"]
+        only_a, only_b = int((x & ~y).sum()), int((~x & y).sum())
+        assert (row["A only"], row["B only"]) == (only_a, only_b)
+        want = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+        assert row["p (McNemar)"] == pytest.approx(want, rel=1e-3)
+        n_flips += only_a + only_b
+    listed = [dict(zip(FLIP_HEADERS, r)) for r in flips["data"]]
+    assert len(listed) == n_flips > 0
+    text_a_only = [int(r["item"]) for r in listed
+                   if r["metric"] == "text" and r["right"] == "A right, B wrong"]
+    assert text_a_only == [int(i) for i in np.flatnonzero(a.hits["text"] & ~b.hits["text"])]
+    chart = _figure(chart)
+    assert list(_array(chart.data[0].y)) == [r["B - A"] for r in rows.values()]
+
+    # a flipped item opens in the Compare tab with both models and both images and captions
+    opened = client.predict(0, api_name="/bench_flip_open")
+    assert "Compare tab" in opened[0] and opened[1] is True  # note; the page then runs it
+    controls = dict(zip(RESTORED, opened[2:]))  # (the tab selection is not in the answer)
+    first = listed[0]
+    assert (controls["dataset"], controls["indices"], controls["model"], controls["model_b"],
+            controls["crossed"]) == ("demo", first["dataset indices"], "default", small, True)
+    out = _compare(client, small, count=1, indices=controls["indices"], crossed=True)
+    assert len(out["pair"]["choices"]) == 4  # 2 images x 2 captions
+    with pytest.raises(AppError, match="no flipped item 9999"):
+        client.predict(9999, api_name="/bench_flip_open")
+
+
+def test_paired_benchmark_of_a_model_with_itself(server):
+    _, table, _, flips = _client(server).predict(["demo"], 8, "default", 8, "default",
+                                                 api_name="/benchmark")
+    from engineered_latents.ui.bench import PAIRED_HEADERS
+
+    for row in (dict(zip(PAIRED_HEADERS, r)) for r in table["data"]):
+        assert (row["B - A"], row["p (McNemar)"], row["A only"], row["B only"]) == (0, 1, 0, 0)
+    assert flips["data"] in ([], [[]]) or not any(flips["data"][0])

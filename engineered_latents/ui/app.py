@@ -96,7 +96,7 @@ def build_app(
             with gr.Tab("Loss surfaces", id="loss", elem_id="el-tab-loss") as loss_tab:
                 loss = LossTab(explore, loss_tab)
             with gr.Tab("Benchmarks", id="benchmarks", elem_id="el-tab-benchmarks") as bench_tab:
-                bench = BenchTab(explore, bench_tab, tabs)
+                bench = BenchTab(explore, bench_tab, tabs, compare)
             with gr.Tab("About", id="about"):
                 gr.Markdown(ABOUT)
         explore.on_load(demo)

@@ -13,14 +13,15 @@ mirror under `EL_DATA_ROOT` (one folder per Hub repository, as the CLI's `--data
 """
 
 import dataclasses
+import functools
 import os
 from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
 
+from .. import bench_compare, history
 from .. import figures as F
-from .. import history
 from ..benchmarks import BENCHMARKS, REFERENCE_MODEL, BenchResult, run_benchmark
 from ..config import Settings
 from ..errors import UserError
@@ -35,6 +36,13 @@ from .privacy import redact, scrub
 BENCH_HEADERS = ["benchmark", "metric", "value", "95% CI low", "95% CI high",
                  "published (B/32)", "difference", "n", "status"]
 HISTORY_HEADERS = ["time", "kind", "model", "run", "numbers"]
+NO_COMPARE = "none"  # the "compare with" dropdown's value for a single-model run
+PAIRED_HEADERS = ["benchmark", "metric", "A", "B", "B - A", "paired 95% CI low",
+                  "paired 95% CI high", "p (McNemar)", "A only", "B only", "n", "status"]
+FLIP_HEADERS = ["row", "benchmark", "metric", "right", "item", "dataset indices"]
+SHOWN_FLIPS = 500  # flipped items listed per benchmark
+# kinds whose items have several captions (or images): crossed pairs show them all
+_CROSSED_KINDS = ("winoground", "localization", "whatsup", "choice")
 HISTORY_ROWS = 200
 # After a history row is restored: click the Run button of the tab that has to run it.
 RESTORE_JS = """(cuts, bench) => {
@@ -148,6 +156,79 @@ def recent_history(cache_dir: str, limit: int = HISTORY_ROWS) -> list[dict]:
     return history.read(cache_dir)[-limit:][::-1]
 
 
+# ----------------------------------------------------------------------------- two models
+
+
+def paired_rows(results: dict[str, BenchResult], others: dict[str, BenchResult],
+                paired: dict) -> list[list]:
+    """The paired table (`PAIRED_HEADERS`): per benchmark metric, both values, B - A with its
+    paired 95% interval and McNemar p, the items only A / only B gets right; a benchmark not
+    paired yet shows the values so far."""
+    rows = []
+    for name, a in results.items():
+        b = others.get(name)
+        if name in paired:
+            p = paired[name]
+            for metric, st in p.paired[p.labels[1]].items():
+                rows.append([name, metric, a.metrics.get(metric), b.metrics.get(metric),
+                             st["difference"], *st["ci95"], st["p_value"], len(st["a_only"]),
+                             len(st["b_only"]), st["n"], "paired"])
+            continue
+        status = f"B: {result_status(b)}" if b is not None else f"A: {result_status(a)}"
+        rows += [[name, metric, value, None if b is None else b.metrics.get(metric), None, None,
+                  None, None, None, None, a.n, status] for metric, value in a.metrics.items()]
+    return rows
+
+
+def item_indices(metric: str, item) -> list[int] | None:
+    """The dataset indices of a paired item id: an index, a group's members, a retrieval
+    caption's image ([index, caption]); None for a position ("#k")."""
+    if isinstance(item, list | tuple):
+        return [int(item[0])] if metric.startswith("t2i") else [int(v) for v in item]
+    if isinstance(item, int) and not isinstance(item, bool):
+        return [item]
+    return None
+
+
+def flipped_items(pair: bench_compare.PairedBench, model_a: str, model_b: str) -> list[dict]:
+    """The items one model gets right and the other wrong (both ways), each with what opens it
+    in the Compare tab: dataset, indices, crossed pairs, both models (dropdown values)."""
+    bench = BENCHMARKS[pair.benchmark]
+    out = []
+    for metric, st in pair.paired[pair.labels[1]].items():
+        for side, who in (("a_only", "A right, B wrong"), ("b_only", "B right, A wrong")):
+            for item in st[side]:
+                out.append({"benchmark": pair.benchmark, "dataset": bench.dataset,
+                            "metric": metric, "right": who,
+                            "item": bench_compare._item(metric, item),
+                            "indices": item_indices(metric, item),
+                            "crossed": bench.kind in _CROSSED_KINDS,
+                            "model": model_a, "model_b": model_b})
+    return out[:SHOWN_FLIPS]
+
+
+def flip_rows(flips: list[dict]) -> list[list]:
+    return [[i, f["benchmark"], f["metric"], f["right"], f["item"],
+             ", ".join(map(str, f["indices"])) if f["indices"] else "(no dataset index)"]
+            for i, f in enumerate(flips)]
+
+
+def paired_chart(paired: dict):
+    """B - A per benchmark metric, with the paired 95% intervals."""
+    labels, values, ci = [], [], []
+    for name, p in paired.items():
+        for metric, st in p.paired[p.labels[1]].items():
+            labels.append(f"{name}: {metric}")
+            values.append(st["difference"])
+            ci.append(tuple(st["ci95"]))
+    first = next(iter(paired.values()))
+    demo = any(r.demo_weights for p in paired.values() for r in [p.base, *p.others])
+    title = ["B − A (points) with paired 95% intervals",
+             f"A {_model_name(first.labels[0])}, B {_model_name(first.labels[1])}"
+             + (" (DEMO weights: meaningless)" if demo else "")]
+    return F.bench_bars(labels, values, ci, [None] * len(labels), title)
+
+
 # ----------------------------------------------------------------------------- the tab
 
 
@@ -155,8 +236,9 @@ class BenchTab:
     """Builds the tab inside the current Blocks; `tabs` is switched to Explore when a history
     row restores a cuts run there."""
 
-    def __init__(self, explore: ExploreTab, tab: gr.Tab, tabs: gr.Tabs):
+    def __init__(self, explore: ExploreTab, tab: gr.Tab, tabs: gr.Tabs, compare=None):
         self.explore, self.explorer, self.tabs = explore, explore.explorer, tabs
+        self.compare_tab = compare  # ui.compare.CompareTab: flipped items open there
         self._layout()
         self._wire(tab)
 
@@ -173,6 +255,11 @@ class BenchTab:
                     model_choices(self.explorer.default_model), value=DEFAULT_CHOICE,
                     allow_custom_value=True, label="Model", info="or type a Hub id",
                     elem_id="el-bench-model")
+                self.compare = C.Dropdown(
+                    [("none", NO_COMPARE)] + model_choices(self.explorer.default_model),
+                    value=NO_COMPARE, allow_custom_value=True, label="Compare with",
+                    info="a second model on the same items: the table becomes the paired one",
+                    elem_id="el-bench-compare")
                 with gr.Accordion("Advanced", open=False):
                     self.batch_size = gr.Slider(1, 128, value=8, step=1, label="Batch size",
                                                 info="the table updates after every batch")
@@ -188,6 +275,18 @@ class BenchTab:
                 self.table = gr.Dataframe(headers=BENCH_HEADERS, interactive=False, wrap=True,
                                           label="Scores (%)", elem_id="el-bench-table")
                 self.chart = gr.Plot(label="Scores", elem_id="el-bench-chart")
+                with gr.Accordion("Flipped items (with Compare with)", open=True):
+                    self.flips_table = gr.Dataframe(
+                        headers=FLIP_HEADERS, interactive=False, wrap=True, max_height=300,
+                        label="Items only one model gets right: click one to open it in the "
+                              "Compare tab with both models", elem_id="el-bench-flips")
+                    with gr.Row():
+                        self.flip_row = gr.Number(0, precision=0, minimum=0, label="Row",
+                                                  scale=1, min_width=80)
+                        self.flip_button = gr.Button("Open in Compare", size="sm", scale=2,
+                                                     elem_id="el-bench-flip-open")
+                self.flips = gr.State([])  # the flipped items listed, with what opens them
+                self.paired = gr.State([])  # the session's paired results, as JSON
         self.items = ItemsView(self.explore, self.tabs)
         gr.Markdown("### Run history\nEvery cuts and bench run on this server (newest first). "
                     "Click a row to restore it: a benchmark here, a cut on the Explore tab.")
@@ -204,15 +303,17 @@ class BenchTab:
 
     def _wire(self, tab: gr.Tab) -> None:
         self.run_event = self.run_button.click(
-            self.on_bench, [self.names, self.limit, self.model, self.batch_size],
-            [self.note, self.table, self.chart, self.results], api_name="benchmark",
+            self.on_bench, [self.names, self.limit, self.model, self.batch_size, self.compare],
+            [self.note, self.table, self.chart, self.results, self.flips_table, self.flips,
+             self.paired], api_name="benchmark",
             api_description="Run benchmarks; yields the table and chart after every batch.",
             concurrency_id=MODEL_POOL, concurrency_limit=1, show_progress_on=[self.note])
         self.run_event.then(self.on_history, None, [self.history_table, self.records],
                             api_visibility="private", queue=False)
         self.stop_button.click(None, cancels=[self.run_event], queue=False)
         self.items.feed(self.run_event, self.results, self.model)  # the Items view follows
-        self.export_button.click(self.on_export, self.results, self.downloads,
+        self._wire_flips()
+        self.export_button.click(self.on_export, [self.results, self.paired], self.downloads,
                                  api_name="bench_export", concurrency_id=VIEWS_POOL,
                                  concurrency_limit=4)
         for event in (tab.select, self.refresh_button.click):
@@ -227,7 +328,7 @@ class BenchTab:
         ).then(None, [explore.pending, self.pending], None, js=RESTORE_JS, queue=False)
 
     @user_errors
-    def on_bench(self, names, limit=0, model=DEFAULT_CHOICE, batch_size=8,
+    def on_bench(self, names, limit=0, model=DEFAULT_CHOICE, batch_size=8, compare=NO_COMPARE,
                  progress=gr.Progress()):
         names = [n for n in (names or []) if n]
         if not names:
@@ -237,6 +338,13 @@ class BenchTab:
             raise UserError(f"Unknown benchmark {unknown[0]!r}: use {', '.join(BENCHMARKS)}.")
         spec = dataclasses.replace(model_spec_for(model, self.explorer.default_model),
                                    dtype="float32")
+        spec_b = None
+        if compare not in (None, "", NO_COMPARE):
+            try:
+                spec_b = dataclasses.replace(model_spec_for(compare, self.explorer.default_model),
+                                             dtype="float32")
+            except UserError as e:
+                raise UserError(f"Compare with: {e}") from None
         limit = None if not limit else V._as_int(limit, "Limit")
         batch_size = V._as_int(batch_size, "Batch size")
         if not 1 <= batch_size <= 512:
@@ -244,10 +352,22 @@ class BenchTab:
         results: dict[str, BenchResult] = {}
         errors: list[str] = []
         finals: list[dict] = []
+        others: dict[str, BenchResult] = {}  # the compared model's results
+        paired: dict[str, bench_compare.PairedBench] = {}
+        flips: list[dict] = []
 
         def outputs(pending):
-            return (bench_note(results, errors, pending), bench_rows(results),
-                    bench_chart(results), finals)
+            note = bench_note(results, errors, pending)
+            if spec_b is None:
+                return (note, bench_rows(results), bench_chart(results), finals, [], [], [])
+            notes = [f"**{V._md(n)}** {V._md(t)}" for n, p in paired.items() for t in p.notes]
+            import pandas as pd
+
+            return ("\n".join([note, *notes]),
+                    pd.DataFrame(paired_rows(results, others, paired), columns=PAIRED_HEADERS),
+                    paired_chart(paired) if paired else bench_chart(results), finals,
+                    flip_rows(flips), flips,
+                    [scrub(p.to_json()) for p in paired.values()])
 
         for i, name in enumerate(names):
             try:
@@ -259,18 +379,81 @@ class BenchTab:
                     if result.done:
                         finals.append(scrub(result.to_json()))
                     yield outputs(names[i + 1:])
+                if spec_b is not None and results[name].done:
+                    yield from self._compared(
+                        name, spec_b, limit, batch_size, results, others, paired, progress,
+                        functools.partial(outputs, names[i + 1:]))
+                    flips += flipped_items(paired[name], model, compare)
+                    yield outputs(names[i + 1:])
             except UserError as e:
                 errors.append(f"{name}: {redact(str(e))}")
                 yield outputs(names[i + 1:])
         if errors and not results:
             raise UserError(" ".join(errors))
 
+    def _compared(self, name, spec_b, limit, batch_size, results, others, paired, progress,
+                  outputs):
+        """The compared model on the same benchmark (same items), then the pairing."""
+        try:
+            for result in gpu.stream(run_benchmark, name, spec_b, limit, data_path_for(name),
+                                     self.explorer.cache, batch_size):
+                others[name] = result
+                progress(result.n / max(result.total, 1),
+                         desc=f"{name} (B): {result.n}/{result.total}")
+                yield outputs()
+        except UserError as e:
+            raise UserError(f"compare with: {e}") from None
+        paired[name] = bench_compare.pair_results(results[name], [others[name]])
+        bench_compare.record(self.explorer.cache.directory, paired[name])
+
+    def _wire_flips(self) -> None:
+        """A flipped item opens in the Compare tab (both models; its controls, then Run)."""
+        tab = self.compare_tab
+        if tab is None:
+            return
+        from .compare import RUN_IF_PENDING_JS as RUN_COMPARE_JS
+
+        opened = [self.note, self.tabs, tab.pending, tab.restore, *tab.restore_outputs]
+        self.flips_table.select(self.on_flip_pick, self.flips, opened, api_visibility="private",
+                                queue=False).then(None, tab.pending, None, js=RUN_COMPARE_JS,
+                                                  queue=False)
+        self.flip_button.click(
+            self.on_flip_open, [self.flips, self.flip_row], opened, api_name="bench_flip_open",
+            api_description="Open row `row` of the flipped items in the Compare tab (its "
+                            "controls; then run /compare with them).", queue=False,
+        ).then(None, tab.pending, None, js=RUN_COMPARE_JS, queue=False)
+
     @user_errors
-    def on_export(self, results):
+    def on_flip_pick(self, flips, evt: gr.SelectData):
+        row = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
+        return self.on_flip_open(flips, row)
+
+    @user_errors
+    def on_flip_open(self, flips, row=0):
+        row = V._as_int(row, "Row")
+        if not flips or not 0 <= row < len(flips):
+            raise UserError(f"There is no flipped item {row}: run a benchmark with "
+                            "'Compare with' set, then pick a listed row.")
+        flip = flips[row]
+        if not flip["indices"]:
+            raise UserError(f"Item {flip['item']} of {flip['benchmark']} has no dataset index: "
+                            "it cannot be opened.")
+        tab = self.compare_tab
+        values = {**tab.link_defaults, "dataset": flip["dataset"], "start": 0,
+                  "count": len(flip["indices"]), "indices": ", ".join(map(str, flip["indices"])),
+                  "model": flip["model"], "model_b": flip["model_b"], "crossed": flip["crossed"]}
+        note = (f"Opened {flip['benchmark']} item {V._md(flip['item'])} ({flip['right']}) in "
+                "the Compare tab.")
+        return (note, gr.Tabs(selected="compare"), True, None, *tab.restore_values(values))
+
+    @user_errors
+    def on_export(self, results, paired=None):
         if not results:
             raise UserError("Run a benchmark first: there is nothing to download yet.")
         chart = bench_chart({r["benchmark"]: _as_result(r) for r in results})
-        return export.bench_files(results, {"Scores": chart}, "engineered_latents: benchmarks")
+        # with a compared model: the CLI's `bench --compare` JSON (both models under "models")
+        return export.bench_files(list(paired) if paired else results, {"Scores": chart},
+                                  "engineered_latents: benchmarks")
 
     def on_history(self):
         records = recent_history(self.explorer.cache.directory)
