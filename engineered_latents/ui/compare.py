@@ -234,28 +234,28 @@ class CompareTab:
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=290):
                 self.dataset = C.Dropdown(names, value="demo" if "demo" in names else names[0],
-                                          label="Dataset", elem_id="el-cmp-dataset")
+                                          label="Dataset", elem_id="el-compare-dataset")
                 with gr.Row():
-                    self.start = number_control("start", "Start", elem_id="el-cmp-start")
-                    self.count = number_control("count", "Count", elem_id="el-cmp-count")
+                    self.start = number_control("start", "Start", elem_id="el-compare-start")
+                    self.count = number_control("count", "Count", elem_id="el-compare-count")
                 self.indices = gr.Textbox("", label="Or example indices",
                                           placeholder="e.g. 3, 7, 12-15", max_length=V.MAX_TEXT,
-                                          elem_id="el-cmp-indices")
+                                          elem_id="el-compare-indices")
                 with gr.Row():
                     self.model_a = C.Dropdown(choices, value=DEFAULT_CHOICE,
                                               allow_custom_value=True, label="Model A",
-                                              info="or type a Hub id", elem_id="el-cmp-model-a",
+                                              info="or type a Hub id", elem_id="el-compare-model-a",
                                               scale=3)
                     self.layer_a = gr.Number(None, precision=0, label="Layer A",
-                                             info="empty = last", elem_id="el-cmp-layer-a",
+                                             info="empty = last", elem_id="el-compare-layer-a",
                                              scale=1, min_width=80)
                 with gr.Row():
                     self.model_b = C.Dropdown(choices, value=DEFAULT_CHOICE,
                                               allow_custom_value=True, label="Model B",
-                                              info="or type a Hub id", elem_id="el-cmp-model-b",
+                                              info="or type a Hub id", elem_id="el-compare-model-b",
                                               scale=3)
                     self.layer_b = gr.Number(None, precision=0, label="Layer B",
-                                             info="empty = last", elem_id="el-cmp-layer-b",
+                                             info="empty = last", elem_id="el-compare-layer-b",
                                              scale=1, min_width=80)
                 self.mode = C.Radio(["scalar", "joint"], value="scalar", label="Graph",
                                     info="scalar: one NCut over both models' affinity nodes; "
