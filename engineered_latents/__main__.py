@@ -333,6 +333,10 @@ def _perf_parser(sub) -> None:
                    help="repeats per measurement (median)")
     p.add_argument("--json", type=argtypes.check_out_file,
                    help="write the measurements to this JSON file")
+    p.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"],
+                   help="encoder dtype of the main table (default auto, as cuts picks it)")
+    p.add_argument("--no-dtypes", action="store_true", help="skip comparing float32 with "
+                   "bfloat16 (and float16 on CUDA) on the same slices")
 
 
 def cmd_perf(args) -> int:
@@ -352,7 +356,8 @@ def cmd_perf(args) -> int:
                    check=True)
     import_s = time.perf_counter() - start
     report = perf.measure(pairs, args.device, args.repeats,
-                          lambda msg: print(msg, file=sys.stderr, flush=True))
+                          lambda msg: print(msg, file=sys.stderr, flush=True), args.dtype,
+                          not args.no_dtypes)
     report["import_s"] = round(import_s, 2)
     print(perf.table(report))
     if args.json:

@@ -6,7 +6,10 @@ synthetic Winoground-shaped examples (two images, two captions each), it times:
 - the project's cuts pipeline, cold cache, scalar and joint, and its ratio to the floor;
 - the original research code's approach (one pair at a time, zero padding, scalar NCut) and the
   project's speed-up over it;
-- a cache hit, NCut alone per mode, benchmark extraction throughput, peak memory.
+- a cache hit, NCut alone per mode, benchmark extraction throughput, peak memory;
+- against the hardware and across dtypes (`perf_hw`): the matmul peak per dtype, the encoders'
+  GFLOP/s and fraction of peak, and float32 against bfloat16 (CPU) or float16 and bfloat16
+  (CUDA) on the same slice: time per stage, speed-ups, word-score and eigenvalue agreement.
 Medians over repeats; ratios are taken pair by pair within a repeat.
 """
 
@@ -24,6 +27,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from . import perf_hw
 from .cache import Cache
 from .config import CutSpec
 from .cuts import run_ncut
@@ -174,15 +178,27 @@ def _extraction(lm, examples) -> dict:
 
 
 def measure(pairs: list[int], device: str | None = None, repeats: int = 3,
-            log: Callable[[str], None] = print) -> dict:
-    """Every measurement for each slice size; medians over `repeats`."""
-    lm = load_model(demo_resolved(), device, None)
+            log: Callable[[str], None] = print, dtype: str | None = None,
+            dtypes: bool = True) -> dict:
+    """Every measurement for each slice size; medians over `repeats`. The main table runs the
+    encoders in `dtype` (None: what `--dtype auto` picks here); `dtypes` adds the comparison of
+    float32 with the reduced dtypes."""
+    lm = load_model(demo_resolved(), device, dtype)
     ncut_device = "cuda" if lm.device.type == "cuda" else "cpu"
     report = {"machine": machine(lm), "repeats": repeats, "sizes": []}
+    log("measuring the matmul peak ...")
+    report["peak_gflops"] = perf_hw.peaks(
+        lm.device, dict.fromkeys([torch.float32, lm.dtype, *perf_hw.reduced_dtypes(lm.device)]))
     floor(lm, synthetic_examples(4))  # warm-up: first calls allocate
     for n in pairs:
         log(f"measuring {n} pairs ...")
-        report["sizes"].append(_measure_size(lm, synthetic_examples(n), repeats, ncut_device))
+        examples = synthetic_examples(n)
+        size = _measure_size(lm, examples, repeats, ncut_device)
+        if dtypes:
+            log(f"comparing dtypes at {n} pairs ...")
+            size["dtypes"] = perf_hw.dtype_comparison(examples, device, repeats, floor,
+                                                      report["peak_gflops"])
+        report["sizes"].append(size)
     report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     if torch.cuda.is_available():
         report["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
@@ -276,6 +292,11 @@ def table(report: dict) -> str:
                      f"{nc['joint']['nodes']} nodes {nc['joint']['seconds']:.2f}s; extraction "
                      f"{ex['images_per_s']} images/s, {ex['captions_per_s']} captions/s "
                      f"(floor {s['floor_items_per_s']} items/s)")
+    if "peak_gflops" in report:
+        lines.append(perf_hw.peak_line(report["peak_gflops"]))
+    for s in report["sizes"]:
+        if "dtypes" in s:
+            lines += perf_hw.dtype_table(s["dtypes"])
     lines.append(f"peak RSS {report['peak_rss_mb']} MB"
                  + (f", GPU {report['peak_gpu_mb']} MB" if "peak_gpu_mb" in report else "")
                  + f"; imports took {report.get('import_s', float('nan')):.2f}s")

@@ -34,6 +34,14 @@ def test_perf_command_completes_and_writes_json(tmp_path):
     for key in ["scalar_over_floor", "joint_over_floor", "speedup_over_original", "cache_hit_s"]:
         assert size[key] > 0
     assert report["machine"]["device"] == "cpu" and report["peak_rss_mb"] > 0
+    assert set(report["peak_gflops"]) >= {"float32", "bfloat16"}
+    dtypes = size["dtypes"]["dtypes"]
+    assert set(dtypes) == {"float32", "bfloat16"}
+    bf16 = dtypes["bfloat16"]
+    assert len(bf16["word_score_corr"]) == 5 and min(bf16["word_score_corr"]) >= 0.9
+    assert all(v > 0 for v in bf16["speedup"].values())
+    assert 0 < bf16["rates"]["vision_of_peak"] and len(bf16["eigval"]["eigval_diff"]) == 5
+    assert "bfloat16 vs float32" in run.stdout and "matmul peak" in run.stdout
     assert "speed-up" in run.stdout
     # the right warning, once: random weights (what perf measures), not the toy model's
     assert "weights: random" in run.stdout and "toy model" not in run.stdout + run.stderr
