@@ -7,7 +7,7 @@ import torch
 from conftest import save_tiny_clip
 
 from engineered_latents.finetune import TrainSpec, fit
-from engineered_latents.finetune.loop import tokens_graph
+from engineered_latents.finetune.losses import tokens_graph
 
 
 @pytest.fixture(scope="module")

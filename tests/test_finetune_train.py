@@ -14,7 +14,7 @@ from engineered_latents.errors import UserError
 from engineered_latents.finetune import TrainSpec, fit
 from engineered_latents.finetune import checkpoints as ckpt
 from engineered_latents.finetune.data import BatchOrder, DemoScenes
-from engineered_latents.finetune.loop import lr_factor
+from engineered_latents.finetune.setup import lr_factor
 
 
 @pytest.fixture(scope="module")

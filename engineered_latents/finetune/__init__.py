@@ -3,8 +3,12 @@
 - `losses`: the research's losses in torch (a contract for outside tools) and the weighted-sum
   parser (`"contrastive+0.1*cluster"`).
 - `spec`: `TrainSpec`, every option of a run.
-- `loop`: the training loop under HF Accelerate (`fit(spec)`).
-- `cli`: the `train` subcommand.
+- `data`: the pairs to train and validate on, and the seeded batch order.
+- `model`: what trains (full, LoRA, last-N, projections) and the forward the losses need.
+- `setup`: accelerator, optimizer, schedule; `validation`: metrics and early stopping.
+- `loop`: the training loop under HF Accelerate (`fit(spec)`); `checkpoints`: atomic
+  checkpoints and the run record; `outputs`: the model, train.json, eval.json, history.
+- `tracking`: trackio or nothing; `cli`: the `train` subcommand.
 """
 
 from __future__ import annotations

@@ -28,9 +28,17 @@ import torch
 from ..errors import UserError
 from . import checkpoints as ckpt
 from .data import BatchOrder, Collate, train_pairs
-from .losses import LossParams, combined, mean_paired_cosine, needs, row_normalize
-from .model import Encoder, count_parameters, load_base, param_groups, select_trainable
-from .spec import METRICS, TrainSpec, early_stop
+from .losses import LossParams, combined, needs, row_normalize, tokens_graph
+from .model import Encoder, count_parameters, load_base, select_trainable
+from .setup import (
+    check_k_against_width,
+    lr_factor,
+    make_accelerator,
+    make_optimizer,
+    schedule_length,
+)
+from .spec import TrainSpec
+from .validation import after_validation, validate
 
 log = logging.getLogger(__name__)
 
@@ -70,70 +78,6 @@ class Run:
 # ----------------------------------------------------------------------------- setup
 
 
-def make_accelerator(spec: TrainSpec):
-    import os
-
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-
-    from ..models import pick_device
-
-    device = pick_device(spec.device)
-    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        AcceleratorState._reset_state(True)  # several runs in one process (tests, notebooks)
-    dtype = spec.dtype
-    if dtype is None:
-        dtype = "bfloat16" if device.type == "cuda" and torch.cuda.is_bf16_supported() \
-            else "float32"
-    if dtype == "float16" and device.type != "cuda":
-        raise UserError("--dtype float16 needs CUDA; on the CPU use float32 or bfloat16.")
-    precision = {"float32": "no", "bfloat16": "bf16", "float16": "fp16"}[dtype]
-    return Accelerator(cpu=device.type == "cpu", mixed_precision=precision), dtype
-
-
-def make_optimizer(spec: TrainSpec, model):
-    groups = param_groups(model, spec.weight_decay)
-    if spec.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=spec.lr)
-    if spec.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=spec.lr)
-    return torch.optim.SGD(groups, lr=spec.lr, momentum=0.9)
-
-
-def lr_factor(spec: TrainSpec, total: int, warmup: int) -> Callable[[int], float]:
-    """The multiplier of --lr after `step` optimizer steps: linear warm-up, then the schedule
-    down to --min-lr."""
-    floor = spec.min_lr / spec.lr
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        t = min(1.0, (step - warmup) / max(1, total - warmup))
-        if spec.scheduler == "cosine":
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
-        if spec.scheduler == "linear":
-            return floor + (1 - floor) * (1 - t)
-        return 1.0
-
-    return factor
-
-
-def schedule_length(spec: TrainSpec, order: BatchOrder) -> tuple[int, int]:
-    """(total optimizer steps, warm-up steps)."""
-    per_epoch = max(1, order.per_epoch // spec.accum)
-    if spec.steps is not None:
-        total = spec.steps
-    elif spec.epochs is not None:
-        total = max(1, round(spec.epochs * per_epoch))
-    else:
-        total = 100
-    warmup = spec.warmup_steps(per_epoch)
-    if warmup >= total:
-        raise UserError(f"--warmup {spec.warmup} is {warmup} steps, not fewer than the "
-                        f"{total} steps of the run: shorten the warm-up.")
-    return total, warmup
-
-
 # ----------------------------------------------------------------------------- one step
 
 
@@ -147,25 +91,6 @@ def gather_rows(x: torch.Tensor, accelerator) -> torch.Tensor:
     dist.all_gather(parts, x.detach().contiguous())
     parts[accelerator.process_index] = x
     return torch.cat(parts)
-
-
-def tokens_graph(out: dict, batch: dict, max_nodes: int, seed: int) -> torch.Tensor:
-    """The joint patch + word-token graph of the batch, each modality centred and normalized,
-    sampled (seeded) to at most `max_nodes` nodes, half patches. [m, D]."""
-    from .losses import _centre_normalize
-
-    ids, mask = batch["input_ids"], batch["attention_mask"].bool()
-    words = mask.clone()
-    words[:, 0] = False  # the start token
-    words[torch.arange(len(ids)), mask.sum(1) - 1] = False  # the end token
-    patches = out["patches"].reshape(-1, out["patches"].shape[-1]).float()
-    tokens = out["tokens"][words].float()
-    gen = torch.Generator().manual_seed(seed)
-    n_p = min(len(patches), max_nodes // 2)
-    n_t = min(len(tokens), max_nodes - n_p)
-    pick_p = torch.randperm(len(patches), generator=gen)[:n_p].to(patches.device)
-    pick_t = torch.randperm(len(tokens), generator=gen)[:n_t].to(tokens.device)
-    return torch.cat([_centre_normalize(patches[pick_p]), _centre_normalize(tokens[pick_t])])
 
 
 def batch_loss(run: Run, out: dict, batch: dict, seed: int) -> tuple[torch.Tensor, dict]:
@@ -227,68 +152,6 @@ def train_step(run: Run, step: int, batches) -> dict:
 
 
 # ----------------------------------------------------------------------------- validation
-
-
-@torch.no_grad()
-def validate(run: Run, step: int) -> dict:
-    """Validation loss and terms (mean over full batches), mean paired cosine, R@1 both ways
-    (percent) over the validation pairs."""
-    enc = run.accelerator.unwrap_model(run.encoder)
-    enc.eval()
-    pairs, b = run.val_collate.pairs, min(run.spec.batch_size, len(run.val_collate.pairs))
-    imgs, txts, losses = [], [], []
-    device = run.accelerator.device
-    for start in range(0, len(pairs), b):
-        batch = run.val_collate(list(range(start, min(start + b, len(pairs)))))
-        batch = {k: v.to(device) for k, v in batch.items()}
-        with run.accelerator.autocast():
-            out = enc(**batch)
-        img, txt = row_normalize(out["img"].float()), row_normalize(out["txt"].float())
-        imgs.append(img)
-        txts.append(txt)
-        if len(img) == b:
-            nodes = None
-            if run.spec.cluster_graph == "tokens" and needs(run.terms, "graph"):
-                nodes = tokens_graph(out, batch, run.spec.cluster_nodes, start)
-            loss, values = combined(run.terms, img, txt, out["logit_scale"].float(), run.params,
-                                    nodes)
-            losses.append({"val_loss": loss.item(), **{f"val_{k}": v for k, v in values.items()}})
-    enc.train()
-    img, txt = torch.cat(imgs), torch.cat(txts)
-    sims = img @ txt.T  # [n, n]
-    target = torch.arange(len(sims), device=sims.device)
-    entry = {"step": step, **{k: sum(d[k] for d in losses) / len(losses) for k in losses[0]},
-             "cosine": float(mean_paired_cosine(img, txt)),
-             "r1_i2t": float((sims.argmax(1) == target).float().mean() * 100),
-             "r1_t2i": float((sims.argmax(0) == target).float().mean() * 100),
-             "chance_r1": 100.0 / len(sims), "n_val": len(sims)}
-    return {k: round(v, 6) if isinstance(v, float) else v for k, v in entry.items()}
-
-
-def _improved(run: Run, entry: dict) -> bool:
-    metric, _ = early_stop(run.spec.early_stop)
-    value, best = entry[metric], run.state.best_value
-    lower = METRICS[metric]
-    return best is None or (value < best if lower else value > best)
-
-
-def after_validation(run: Run, entry: dict) -> bool:
-    """Record a validation; True when it is the best so far."""
-    state = run.state
-    state.val.append(entry)
-    metric, patience = early_stop(run.spec.early_stop)
-    best = _improved(run, entry)
-    if best:
-        state.best_step, state.best_value, state.bad_evals = entry["step"], entry[metric], 0
-    else:
-        state.bad_evals += 1
-        if patience is not None and state.bad_evals >= patience:
-            state.stopped = (f"early stop: {metric} did not improve for {patience} validations "
-                             f"(best {state.best_value} at step {state.best_step})")
-    run.say(f"val step {entry['step']}: loss {entry['val_loss']:.4f}, cosine "
-            f"{entry['cosine']:.4f}, R@1 i2t {entry['r1_i2t']:.1f} t2i {entry['r1_t2i']:.1f} "
-            f"(chance {entry['chance_r1']:.1f})" + (" best" if best else ""))
-    return best
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -442,7 +305,7 @@ def prepare(spec: TrainSpec, say: Callable[[str], None]):
                         "several processes.")
     cache_dir = spec.cache_dir or Settings.from_env().cache_dir
     resolved, clip, tokenizer, processor = load_base(spec.model)
-    _check_k_against_width(spec, clip.config.projection_dim)
+    check_k_against_width(spec, clip.config.projection_dim)
     identity = {**spec.identity(), "base_model": resolved.weights_id}
     previous = ckpt.check_out(spec.out, identity, spec.overwrite, accelerator.is_main_process)
     accelerator.wait_for_everyone()  # an --overwrite is done before any process reads on
@@ -475,17 +338,6 @@ def prepare(spec: TrainSpec, say: Callable[[str], None]):
              "data": {"train": train.identity, "val": val.identity, "n_train": len(train),
                       "n_val": len(val)}}
     return run, extra
-
-
-def _check_k_against_width(spec: TrainSpec, width: int) -> None:
-    """The SVD losses have `width` singular values (the projection's): k must leave a gap."""
-    names = {t.name for t in spec.terms}
-    if names & {"svd", "clip_svd"} and spec.k >= width:
-        raise UserError(f"--k {spec.k}: the model's embeddings have {width} dimensions, so the "
-                        f"SVD loss has {width} singular values; give --k below {width}.")
-    if "svd_normalized" in names and spec.k > width:
-        raise UserError(f"--k {spec.k}: svd_normalized has {width} singular values here; give "
-                        f"--k of at most {width}.")
 
 
 def _resume(run: Run, previous: dict | None, accelerator) -> None:

@@ -157,6 +157,23 @@ def cluster(img: torch.Tensor, txt: torch.Tensor, k: int = 3, alpha: float = 1.0
     return cluster_from_eigenvalues(graph_eigenvalues(pooled_graph(img, txt)), k, alpha, beta)
 
 
+def tokens_graph(out: dict, batch: dict, max_nodes: int, seed: int) -> torch.Tensor:
+    """The joint patch + word-token graph of the batch, each modality centred and normalized,
+    sampled (seeded) to at most `max_nodes` nodes, half patches. [m, D]."""
+    ids, mask = batch["input_ids"], batch["attention_mask"].bool()
+    words = mask.clone()
+    words[:, 0] = False  # the start token
+    words[torch.arange(len(ids)), mask.sum(1) - 1] = False  # the end token
+    patches = out["patches"].reshape(-1, out["patches"].shape[-1]).float()
+    tokens = out["tokens"][words].float()
+    gen = torch.Generator().manual_seed(seed)
+    n_p = min(len(patches), max_nodes // 2)
+    n_t = min(len(tokens), max_nodes - n_p)
+    pick_p = torch.randperm(len(patches), generator=gen)[:n_p].to(patches.device)
+    pick_t = torch.randperm(len(tokens), generator=gen)[:n_t].to(tokens.device)
+    return torch.cat([_centre_normalize(patches[pick_p]), _centre_normalize(tokens[pick_t])])
+
+
 # ----------------------------------------------------------------------------- normalized views
 
 
