@@ -222,12 +222,13 @@ def test_early_stopping_after_patience(tmp_path, tiny):
     assert record["steps_done"] == 2 and record["best_step"] == 0  # 0: before training
 
 
-def test_trackio_records_the_run_offline(tmp_path, tiny):
+def test_trackio_records_the_run_offline(tmp_path, tiny, monkeypatch):
     import sqlite3
 
+    db = os.path.join(os.environ["EL_CACHE_DIR"], "trackio", "engineered_latents.db")
+    monkeypatch.setenv("TRACKIO_DIR", os.path.dirname(db))  # restored after the test
     spec = _spec(tmp_path, tiny, steps=2, track="trackio")
     fit(spec, _quiet)
-    db = os.path.join(os.environ["EL_CACHE_DIR"], "trackio", "engineered_latents.db")
     with sqlite3.connect(db) as con:
         tables = [r[0] for r in con.execute("select name from sqlite_master where type='table'")]
         assert tables
