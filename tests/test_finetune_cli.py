@@ -53,7 +53,7 @@ def test_train_command_runs_and_prints_the_summary(tmp_path, tiny, capsys):
     (["--gamma", "inf"], "argument --gamma"),
     (["--lr", "0"], "argument --lr"),
     (["--lr", "-1e-3"], "argument --lr"),
-    (["--batch-size", "1"], "argument --batch-size"),
+    (["--batch-size", "1"], "at least 2 pairs per batch"),
     (["--steps", "0"], "argument --steps"),
     (["--dataset", "imagenet"], "no image-caption pairs"),
     (["--loss", "svd", "--k", "8"], "--k 8 needs a batch of more than k pairs"),

@@ -30,6 +30,15 @@ def _early_stop(text: str) -> str:
     return text
 
 
+def _batch_size(text: str) -> int:
+    value = int_range(None, 1 << 20)(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(
+            f"{value}: the batch losses (contrastive, CKA, SVD) need at least 2 pairs per batch; "
+            "give 2 or more (and --accum to save memory)")
+    return value
+
+
 def _train(text: str) -> str:
     import re
 
@@ -83,7 +92,7 @@ def add_parser(sub) -> None:
                    "--epochs)")
     g.add_argument("--epochs", type=float_range(0, 1e6, lo_open=True), help="passes over the "
                    "training pairs")
-    g.add_argument("--batch-size", type=int_range(2, 1 << 20), default=32,
+    g.add_argument("--batch-size", type=_batch_size, default=32,
                    help="pairs per batch, over all processes (every batch loss sees them all)")
     g.add_argument("--accum", type=int_range(1, 4096), default=1,
                    help="batches whose gradients are summed per optimizer step")
