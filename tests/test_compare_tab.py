@@ -263,3 +263,31 @@ def test_paired_benchmark_of_a_model_with_itself(server):
     for row in (dict(zip(PAIRED_HEADERS, r)) for r in table["data"]):
         assert (row["B - A"], row["p (McNemar)"], row["A only"], row["B only"]) == (0, 1, 0, 0)
     assert flips["data"] in ([], [[]]) or not any(flips["data"][0])
+
+
+def test_history_lists_comparisons_and_restores_them(server, small):
+    from types import SimpleNamespace
+
+    client = _client(server)
+    _compare(client, small, layer_b=1, mode="joint", count=3, n_eig=7, start=2)
+    client.predict(["demo"], 8, "default", 8, small, api_name="/benchmark")
+    bench, tab = server[0].parts["bench"], server[0].parts["compare"]
+    rows, records = bench.on_history()
+    assert rows[0][1] == "bench-compare" and "vs tiny_clip_64" in rows[0][2]
+    assert "paired" in rows[0][3] and "text" in rows[0][3]
+    # a paired bench run: the benchmark, its items and both models, then Run
+    out = bench.on_history_select(records, SimpleNamespace(index=[0, 0]))
+    assert out[:4] == (["demo"], 8, "default", True)
+    assert out[8 + len(bench.explore.restore_outputs)] == small
+    # a comparison: the Compare tab's controls, then its Run
+    row = next(i for i, r in enumerate(records) if r["kind"] == "compare"
+               and r["parameters"]["slice"]["start"] == 2)
+    assert "vs tiny_clip_64" in rows[row][2]
+    out = bench.on_history_select(records, SimpleNamespace(index=[row, 0]))
+    assert out[5].selected == "compare" and out[6] is False and out[3] is False
+    tail = out[8 + len(bench.explore.restore_outputs):]
+    assert tail[1] is True  # the Compare tab's Run is pressed
+    controls = dict(zip(RESTORED, tail[3:]))
+    assert (controls["start"], controls["count"], controls["mode"], controls["n_eig"],
+            controls["model_b"], controls["layer_b"]) == (2, 3, "joint", 7, small, 1)
+    assert len(tail) == 3 + len(tab.restore_outputs)

@@ -45,8 +45,8 @@ SHOWN_FLIPS = 500  # flipped items listed per benchmark
 _CROSSED_KINDS = ("winoground", "localization", "whatsup", "choice")
 HISTORY_ROWS = 200
 # After a history row is restored: click the Run button of the tab that has to run it.
-RESTORE_JS = """(cuts, bench) => {
-    const id = cuts ? '#el-run' : bench ? '#el-bench-run' : null;
+RESTORE_JS = """(cuts, bench, compare) => {
+    const id = cuts ? '#el-run' : bench ? '#el-bench-run' : compare ? '#el-compare-run' : null;
     if (id) setTimeout(() => document.querySelector(id)?.click(), 50);
 }"""
 
@@ -135,6 +135,11 @@ def _history_row(r: dict) -> list:
     """One row of the history table (may raise on a record of the wrong shape)."""
     model = _model_name(str(r.get("model", ""))) + (" (demo weights)"
                                                     if r.get("demo_weights") else "")
+    if r.get("kind") in ("compare", "bench-compare"):  # two models
+        other = [r["model_b"]] if r.get("model_b") else r.get("compare") or []
+        return [str(r.get("time", "")), str(r.get("kind", "")),
+                f"{model} vs {', '.join(_model_name(str(o)) for o in other)}",
+                history.describe_comparison(r), ""]
     if r.get("kind") == "bench":
         limit = (r.get("parameters") or {}).get("limit")
         what = f"{r.get('benchmark')} n={r.get('n')}" + (f" (limit {limit})" if limit else "")
@@ -320,12 +325,16 @@ class BenchTab:
             event(self.on_history, None, [self.history_table, self.records], api_name=None,
                   api_visibility="private", queue=False)
         explore = self.explore
+        tab = self.compare_tab
+        compared = [self.compare] + ([tab.pending, tab.restore, *tab.restore_outputs]
+                                     if tab is not None else [])
         self.history_table.select(
-            self.on_history_pick, self.records,
+            self.on_history_select, self.records,
             [self.names, self.limit, self.model, self.pending, self.history_note, self.tabs,
-             explore.pending, explore.restore, *explore.restore_outputs],
+             explore.pending, explore.restore, *explore.restore_outputs, *compared],
             api_visibility="private", queue=False,
-        ).then(None, [explore.pending, self.pending], None, js=RESTORE_JS, queue=False)
+        ).then(None, [explore.pending, self.pending, compared[1] if tab else self.pending],
+               None, js=RESTORE_JS, queue=False)
 
     @user_errors
     def on_bench(self, names, limit=0, model=DEFAULT_CHOICE, batch_size=8, compare=NO_COMPARE,
@@ -462,10 +471,72 @@ class BenchTab:
     @user_errors
     def on_history_pick(self, records, evt: gr.SelectData):
         """A history row's run restored into the controls; the JS then presses Run."""
+        record = self._picked(records, evt)
+        if record.get("kind") in ("compare", "bench-compare"):
+            return self._comparison_pick(record)
+        return self._history_pick(record)
+
+    @user_errors
+    def on_history_select(self, records, evt: gr.SelectData):
+        """`on_history_pick`'s outputs, then the "compare with" model and the Compare tab's
+        controls (`_compare_part`)."""
+        record = self._picked(records, evt)
+        return (*self.on_history_pick(records, evt), *self._compare_part(record))
+
+    def _picked(self, records, evt) -> dict:
         row = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
         if not records or not 0 <= int(row) < len(records):
             raise UserError("That history row is gone: press Refresh.")
-        record = records[int(row)]
+        return records[int(row)]
+
+    def _choose(self, name):
+        return choice_for(name, self.explorer.default_model)
+
+    def _comparison_pick(self, record: dict) -> tuple:
+        """A two-model history row: a paired bench run here (its compared model is set by
+        `_compare_part`), or a note and the Compare tab selected."""
+        explore_skips = [gr.skip()] * len(self.explore.restore_outputs)
+        when = record.get("time")
+        if record.get("kind") == "bench-compare":
+            name, others = record.get("benchmark"), record.get("compare") or []
+            if name not in BENCHMARKS or not others:
+                raise UserError(f"That paired run ({name!r}) cannot be restored.")
+            note = f"Restored the paired {name} run of {when} (limit: its {record.get('n')} items)."
+            return ([name], record.get("n") or 0, self._choose(record.get("model")), True, note,
+                    gr.skip(), False, gr.skip(), *explore_skips)
+        if self.compare_tab is None:
+            raise UserError("This app has no Compare tab to restore that comparison in.")
+        note = f"Restored the comparison of {when} on the Compare tab."
+        return (gr.skip(), gr.skip(), gr.skip(), False, V._md(note), gr.Tabs(selected="compare"),
+                False, gr.skip(), *explore_skips)
+
+    def _compare_part(self, record: dict) -> tuple:
+        """The "compare with" dropdown, then (with a Compare tab) its pending flag, restore
+        state and controls, for a history row."""
+        tab, kind = self.compare_tab, record.get("kind")
+        rest = [] if tab is None else [False, gr.skip(), *[gr.skip()] * len(tab.restore_outputs)]
+        if kind == "bench-compare":
+            return (self._choose((record.get("compare") or [None])[0]), *rest)
+        if kind != "compare":
+            return (NO_COMPARE if kind == "bench" else gr.skip(), *rest)
+        params = record.get("parameters") or {}
+        sl, cut = params.get("slice") or {}, params.get("cut") or {}
+        models = params.get("models") or [{}, {}]
+        values = {**tab.link_defaults, "tab": "compare",
+                  "dataset": sl.get("dataset", "demo"), "start": sl.get("start", 0),
+                  "count": sl.get("count", 8),
+                  "indices": ", ".join(map(str, sl["indices"])) if sl.get("indices") else "",
+                  "model": self._choose(models[0].get("name")),
+                  "model_b": self._choose(models[1].get("name")),
+                  "layer_a": models[0].get("layer"), "layer_b": models[1].get("layer"),
+                  "mode": cut.get("mode", "scalar"), "n_eig": cut.get("n_eig", 20),
+                  "sharpness": cut.get("sharpness") or 0, "clusters": cut.get("clusters") or 0,
+                  "seed": cut.get("seed", 0), "special": bool(cut.get("include_special")),
+                  "patch_norm": models[0].get("patch_norm", True),
+                  "crossed": bool(sl.get("crossed_pairs"))}
+        return (gr.skip(), True, None, *tab.restore_values(values))
+
+    def _history_pick(self, record: dict) -> tuple:
         explore = self.explore
         choose = lambda name: choice_for(name, self.explorer.default_model)  # noqa: E731
         if record.get("kind") == "bench":
