@@ -43,6 +43,8 @@ Scalar graph: every patch-token affinity is a node with a 1-d feature (the origi
 Joint graph: every patch embedding and token embedding is a node, so regions and words cluster
 together. With **demo weights** (no network and no cached model) every number is meaningless.
 
+**Compare** cuts one slice with two models (or two layers) in one eigenvector basis and shows
+them side by side, with their difference and the research's eigenvector analyses.
 **Loss surfaces** show the alignment losses of the slice you ran; **Benchmarks** run the
 published protocols live (the `demo` benchmark works offline) and list every earlier run.
 *Share and download* under Run copies a link that reopens the same view, and prepares the
@@ -50,7 +52,8 @@ results as files.
 
 ### API
 Run is the `/cut` endpoint; `/pair` returns the views of another pair of the same run;
-`/export` the run as files; `/loss` and `/landscape` the loss tab; `/benchmark` streams
+`/export` the run as files; `/compare` and `/compare_pair` the Compare tab;
+`/loss` and `/landscape` the loss tab; `/benchmark` streams
 benchmark results and `/bench_export` returns them as JSON. See the README for a
 `gradio_client` example.
 """
