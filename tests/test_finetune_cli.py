@@ -2,6 +2,7 @@
 on stderr, exit status 2 and no traceback."""
 
 import json
+import math
 import os
 
 import pytest
@@ -148,3 +149,15 @@ def test_k_beyond_the_embedding_width(tmp_path, tiny, capsys):
     rc = main(_args(tiny, tmp_path / "out", "--loss", "svd", "--k", "20", "--batch-size", "32",
                     "--count", "32"))
     _one_line_error(capsys, rc, "16 singular values")
+
+
+def test_bfloat16_autocast_on_the_cpu(tmp_path, tiny, capsys):
+    assert main(_args(tiny, tmp_path / "out", "--dtype", "bfloat16")) == 0
+    record = json.loads((tmp_path / "out" / "train.json").read_text())
+    assert record["config"]["dtype"] == "bfloat16"
+    assert all(math.isfinite(h["loss"]) for h in record["history"])
+
+
+def test_float16_needs_cuda(tmp_path, tiny, capsys):
+    rc = main(_args(tiny, tmp_path / "out", "--dtype", "float16", "--device", "cpu"))
+    _one_line_error(capsys, rc, "float16 needs CUDA")
