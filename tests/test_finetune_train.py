@@ -288,3 +288,20 @@ def test_dataloader_workers_give_the_same_batches(tmp_path, tiny):
     thread = fit(_spec(tmp_path, tiny, "thread", steps=3, val_every=3), _quiet)
     workers = fit(_spec(tmp_path, tiny, "workers", steps=3, val_every=3, workers=2), _quiet)
     assert _curve(workers) == _curve(thread)
+
+
+@pytest.mark.parametrize("name, cls", [("adamw", torch.optim.AdamW), ("adam", torch.optim.Adam),
+                                       ("sgd", torch.optim.SGD)])
+def test_optimizers_and_weight_decay_groups(tiny, name, cls):
+    from engineered_latents.finetune.model import load_base
+    from engineered_latents.finetune.setup import make_optimizer
+
+    _, clip, _, _ = load_base(tiny)
+    opt = make_optimizer(TrainSpec(out="x", optimizer=name, weight_decay=0.2), clip)
+    assert type(opt) is cls
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 0.2 and no_decay["weight_decay"] == 0.0
+    names = {id(p): n for n, p in clip.named_parameters()}
+    assert "logit_scale" in {names[id(p)] for p in no_decay["params"]}
+    assert all(p.ndim == 2 for p in decay["params"])
+    assert not any("embedding" in names[id(p)] for p in decay["params"])
