@@ -3,6 +3,9 @@
 import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never touch the network
+# float32 encoders for an auto dtype whatever the CPU, also for module- and session-scoped app
+# servers that start before the per-test fixture below (their keys must match the tests')
+os.environ["EL_CPU_BF16"] = "0"
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import pytest  # noqa: E402
@@ -51,3 +54,13 @@ def tiny_clip_small_grid(tmp_path_factory):
     """A tiny CLIP with another grid: 64 px, 16 px patches -> 4 x 4."""
     return save_tiny_clip(tmp_path_factory.mktemp("tiny_clip_64"), image_size=64, patch_size=16,
                           seed=1)
+
+
+@pytest.fixture(scope="session")
+def app_server(tiny_clip, tmp_path_factory):
+    """(demo, url): one app server on the tiny CLIP with the default settings, shared by every
+    test module that needs no settings of its own (starting one costs several seconds)."""
+    from engineered_latents.ui.testing import serve
+
+    with serve(tiny_clip, tmp_path_factory.mktemp("shared_app")) as (demo, url):
+        yield demo, url

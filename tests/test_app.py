@@ -10,7 +10,6 @@ from plotly_helpers import array as _array
 from plotly_helpers import figure
 
 from engineered_latents.ui import views as V
-from engineered_latents.ui.testing import serve
 
 # /cut's outputs, in order (gr.State is not part of the API)
 CUT_OUTPUTS = ["note", "status", "banner", "gallery", "pair", "word", "eig", "overlay", "rgb",
@@ -20,9 +19,8 @@ FIGURES = ["overlay", "rgb", "words", "affinity", "spectrum", "clusters"]
 
 
 @pytest.fixture(scope="module")
-def server(tiny_clip, tmp_path_factory):
-    with serve(tiny_clip, tmp_path_factory.mktemp("app")) as (demo, url):
-        yield demo, url
+def server(app_server):
+    return app_server
 
 
 @pytest.fixture
@@ -99,7 +97,7 @@ def test_cut_another_slice_updates_figures(client):
     (dict(n_eig=4, clusters=6), "clusters"),
     (dict(model="../secret"), "EL_MODEL_DIRS"),
     (dict(model="/etc"), "EL_MODEL_DIRS"),
-    (dict(dataset="nope"), "not in the list of choices"),
+    (dict(dataset="nope"), "not one of the choices"),
 ])
 def test_user_errors_are_messages_and_the_app_stays_up(client, bad, message):
     with pytest.raises(AppError, match=message):

@@ -18,7 +18,6 @@ from plotly_helpers import figure as _figure
 
 from engineered_latents import landscape, losses
 from engineered_latents.ui.bench import BENCH_HEADERS
-from engineered_latents.ui.testing import serve
 
 ROOT = Path(__file__).resolve().parent.parent
 CUT_OUTPUTS = ["note", "status", "banner", "gallery", "pair", "word", "eig", "overlay", "rgb",
@@ -31,9 +30,8 @@ LOSS_OUTPUTS = ["k", "note", "surface", "contour", "k_plot", "noise"]
 
 
 @pytest.fixture(scope="module")
-def server(tiny_clip, tmp_path_factory):
-    with serve(tiny_clip, tmp_path_factory.mktemp("app2")) as (demo, url):
-        yield demo, url
+def server(app_server):
+    return app_server
 
 
 def _client(server, **params):

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from engineered_latents.ui.testing import serve
-
 pytestmark = pytest.mark.slow
 
 CHROMIUM = os.environ.get("EL_CHROMIUM", "/usr/bin/chromium")
@@ -40,9 +38,8 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def server(tiny_clip, tmp_path_factory):
-    with serve(tiny_clip, tmp_path_factory.mktemp("browser_app")) as (demo, url):
-        yield url
+def server(app_server):
+    return app_server[1]
 
 
 def _plot_ticks(page, elem_id: str, axis: str = "ytick") -> list[str]:

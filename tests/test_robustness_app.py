@@ -129,7 +129,7 @@ def test_an_error_keeps_the_sessions_last_run(client):
     (dict(n_eig=0), "less than minimum value 2"),
     (dict(n_eig=101), "greater than maximum value 100"),
     (dict(n_eig=3, clusters=6), "6 clusters need at least as many eigenvectors, but n_eig is 3"),
-    (dict(clusters=1), "less than minimum value 2"),
+    (dict(clusters=1), "Clusters is 1: allowed \\[2, 100\\]"),  # 0 means min(6, n_eig)
     (dict(sharpness=1.5), "greater than maximum value 0.99"),
 ])
 def test_bad_ncut_settings(server, client, bad, message):
@@ -505,7 +505,7 @@ def test_no_network_and_nothing_cached(server, client):
 
 
 def test_an_unknown_subset(server, client):
-    _refused(client, "not in the list of choices", dataset="whatsup-z", **BASELINE)
+    _refused(client, "not one of the choices", dataset="whatsup-z", **BASELINE)
     _still_works(server, client)
 
 
