@@ -197,7 +197,9 @@ def item_card(item: dict, pairs: Sequence) -> str:
     if item["tag"]:
         head += f" ({_md(item['tag'])})"
     if item["margin"] is not None:
-        head += f" · {verdict} · margin {item['margin']:+.4f}"
+        what = ("text margin: min(s(c0,i0) - s(c1,i0), s(c1,i1) - s(c0,i1))"
+                if item["kind"] == "winoground" else "correct caption minus the best negative")
+        head += f" · {verdict} · margin {item['margin']:+.4f} ({what})"
     lines = [head, "", "| pair | image | caption | role | score |", "|---|---|---|---|---|"]
     for p, info in enumerate(pairs):
         score = pair_score(item, info.image, info.caption_index)
@@ -205,12 +207,15 @@ def item_card(item: dict, pairs: Sequence) -> str:
                      f"{pair_role(item, info.image, info.caption_index)} | "
                      f"{'' if score is None else f'{score:.4f}'} |")
     pointing = item.get("pointing")
-    if pointing:
-        lines += ["", f"Pointing game: {pointing_text(pointing)}"]
+    if pointing:  # folded: one row per (word, box) case
+        lines += ["", f"<details><summary>Pointing game: {pointing_text(pointing)}</summary>",
+                  "", "| word | caption | " + " | ".join(METHODS) + " |",
+                  "|---|---|" + "---|" * len(METHODS)]
         for case in pointing["cases"]:
-            marks = " ".join(f"{m} {'hit' if case.get(m) else 'miss'}" for m in METHODS)
-            lines.append(f"- {_md(case.get('word', ''))} ({_md(case.get('kind', ''))}) in "
-                         f"\"{_md(case.get('caption', ''))}\": {marks}")
+            marks = " | ".join("hit" if case.get(m) else "miss" for m in METHODS)
+            lines.append(f"| {_md(case.get('word', ''))} ({_md(case.get('kind', ''))}) | "
+                         f"{_md(case.get('caption', ''))} | {marks} |")
+        lines += ["", "</details>"]
     return "\n".join(lines)
 
 
@@ -257,8 +262,11 @@ class ItemsView:
                                              allow_custom_value=True, elem_id="el-items-bench")
                 self.tag = gr.Dropdown([ALL], value=ALL, label="Subset / tag / relation",
                                        allow_custom_value=True, elem_id="el-items-tag")
-                self.margin_min = gr.Number(None, label="Margin from", elem_id="el-items-min")
-                self.margin_max = gr.Number(None, label="Margin to", elem_id="el-items-max")
+                # text fields: a page's empty Number sends 0, and empty here means "no bound"
+                self.margin_min = gr.Textbox("", label="Margin from", placeholder="e.g. -0.05",
+                                             max_length=40, elem_id="el-items-min")
+                self.margin_max = gr.Textbox("", label="Margin to", placeholder="e.g. 0",
+                                             max_length=40, elem_id="el-items-max")
             self.note = gr.Markdown("Run a benchmark: its items show here.",
                                     elem_id="el-items-note")
             self.localization = gr.Markdown("", elem_id="el-items-localization")
@@ -285,10 +293,12 @@ class ItemsView:
         event.then(lambda m: m, model, self.run_model, api_visibility="private", queue=False
                    ).then(self.on_filter, inputs, outputs, api_visibility="private",
                           queue=False)
-        for i, control in enumerate(self.filters):
-            control.change(self.on_filter, inputs, outputs,
-                           api_name="items" if i == 0 else None,
-                           api_visibility="public" if i == 0 else "private", queue=False)
+        triggers = [self.failures.change, self.benchmark.change, self.tag.change,
+                    self.margin_min.submit, self.margin_min.blur, self.margin_max.submit,
+                    self.margin_max.blur]  # the margins once typed, not at every keystroke
+        for i, trigger in enumerate(triggers):
+            trigger(self.on_filter, inputs, outputs, api_name="items" if i == 0 else None,
+                    api_visibility="public" if i == 0 else "private", queue=False)
         explore = self.explore
         opened = [self.note, self.tabs, explore.pending, explore.restore,
                   *explore.restore_outputs, self.current]
