@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from fixtures_data import write_sugarcrepe
+from fixtures_data import write_aro_order, write_sugarcrepe
 from gradio_client import Client
 from test_compositional_bench import _by_hand
 
@@ -114,6 +114,31 @@ def test_mirror_path_follows_el_data_root(tmp_path):
     assert mirror_path("sugarcrepe-add-obj", settings) is None  # no such folder
     assert mirror_path("demo", settings) is None
     assert mirror_path("sugarcrepe-swap-att", Settings.from_env({})) is None
+
+
+def test_an_order_item_opens_with_all_five_captions(tiny_clip, tmp_path):
+    """ARO order items: one image, five captions; Explore's slice of the item (through the
+    EL_DATA_ROOT mirror) pairs the image with every caption, the correct one first."""
+    from engineered_latents.ui import views as V
+
+    rows = write_aro_order(tmp_path / "ARO-COCO-order", n=4)
+    settings = Settings.from_env({"EL_DATA_ROOT": str(tmp_path),
+                                  "EL_CACHE_DIR": str(tmp_path / "cache")})
+    explorer = V.Explorer(settings, tiny_clip)
+    item = I.items_of([{"benchmark": "aro-coco-order", "model": "default", "examples": [
+        {"index": 2, "scores": [0.1, 0.2, 0.0, 0.0, 0.0], "correct": False}]}])[0]
+    values = I.explore_values(item, {"start": 0, "count": 8, "indices": ""})
+    request = explorer.request(
+        dataset=values["dataset"], start=values["start"], count=values["count"],
+        indices=values["indices"], model=values["model"], mode="scalar", n_eig=6, sharpness=0,
+        clusters=0, seed=0, include_special=False, patch_norm=True, crossed=values["crossed"],
+        all_captions=values["all_captions"],
+        data_path=mirror_path(values["dataset"], settings))
+    view = explorer.run(request)
+    assert [p.caption for p in view.run.pairs] == rows[2]["captions"]
+    assert {p.image for p in view.run.pairs} == {0}
+    card = I.item_card(item, view.run.pairs)
+    assert card.count("| negative |") == 4 and "| correct caption | 0.1000 |" in card
 
 
 # ----------------------------------------------------------------------------- through the API
