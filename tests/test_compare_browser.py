@@ -97,3 +97,42 @@ def test_a_compare_link_opens_the_tab_and_draws_every_plot(browser, app_server, 
     page.screenshot(path=str(_shots(tmp_path) / "compare-3-error.png"), full_page=True)
     page.close()
     assert not problems, "\n".join(problems)
+
+
+def test_a_flipped_benchmark_item_opens_in_the_compare_tab(browser, app_server, small,
+                                                           tmp_path):
+    page = browser.new_page(viewport={"width": 1400, "height": 2000})
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+            if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.goto(app_server[1], wait_until="domcontentloaded")
+    page.wait_for_function(
+        "() => (document.querySelector('#el-status')?.innerText || '').includes('16 pairs')",
+        timeout=TIMEOUT_MS)
+    page.get_by_role("tab", name="Benchmarks").click()
+    compare = page.locator("#el-bench-compare input")
+    compare.click()
+    compare.fill(small)
+    compare.press("Enter")
+    page.locator("#el-bench-run").click()
+    cell = lambda c: page.locator(f'#el-bench-flips [data-testid="cell-0-{c}"]')  # noqa: E731
+    cell(0).wait_for(timeout=TIMEOUT_MS)
+    page.wait_for_function(
+        "() => (document.querySelector('#el-bench-table')?.innerText || '').includes('paired')",
+        timeout=TIMEOUT_MS)
+    page.screenshot(path=str(_shots(tmp_path) / "compare-4-bench.png"), full_page=True)
+    indices = cell(5).inner_text().strip()
+    cell(3).click()
+    # the Compare tab opens with the item and both models, and runs it
+    page.wait_for_function(
+        "() => (document.querySelector('#el-compare-note')?.innerText || '').includes('pairs')",
+        timeout=TIMEOUT_MS)
+    _wait_plots(page, PLOTS)
+    assert page.locator("#el-compare-indices textarea, #el-compare-indices input").first \
+        .input_value() == indices
+    note = page.locator("#el-compare-note").inner_text()
+    assert "4 pairs" in note and "tiny_clip_64" in note  # both images with both captions
+    page.screenshot(path=str(_shots(tmp_path) / "compare-5-flip.png"), full_page=True)
+    page.close()
+    assert not problems, "\n".join(problems)

@@ -87,8 +87,11 @@ def test_compare_two_models_shows_the_librarys_shared_basis(server, small, tiny_
     np.testing.assert_allclose(_z(out["words_a"]), wa, atol=1e-5)
     np.testing.assert_allclose(_z(out["words_b"]), wb, atol=1e-5)
     np.testing.assert_allclose(_z(out["diff"]), wb - wa, atol=1e-5)
-    # the analyses' plots carry the library's numbers
-    np.testing.assert_allclose(_z(out["agreement"]), run.analyses["agreement"]["words"])
+    # the analyses' plots carry the library's numbers; 2 examples share too few words for a
+    # word agreement matrix (all 1 by construction), and the grids differ (no node matrix)
+    ag = run.analyses["agreement"]
+    assert ag["nodes"] is None and ag["top_words"] == ag["n_words"]
+    assert "1 by construction" in _figure(out["agreement"]).layout.annotations[0].text
     pearson_a = [r["pearson"] for r in run.analyses["clip_correlation"]["a"]]
     corr = _figure(out["correlation"])
     assert [t.name for t in corr.data] == ["Pearson A", "Spearman A", "Pearson B",
@@ -112,6 +115,13 @@ def test_compare_two_models_shows_the_librarys_shared_basis(server, small, tiny_
     with pytest.raises(AppError, match="greater than maximum value 7"):  # Gradio's check
         client.predict(0, 8, api_name="/compare_pair")
 
+    # 5 examples share more words than k: the word agreement matrix
+    out = _compare(client, small, count=5)
+    ag = _library(tiny_clip, tiny_clip_small_grid, count=5, tmp_path=tmp_path).analyses[
+        "agreement"]
+    assert ag["top_words"] < ag["n_words"]
+    np.testing.assert_allclose(_z(out["agreement"]), ag["words"])
+
 
 def test_a_model_against_itself_differs_by_nothing(server):
     out = _compare(_client(server), "default", count=2)
@@ -120,7 +130,8 @@ def test_a_model_against_itself_differs_by_nothing(server):
     assert not _z(out["diff"]).any()
     assert np.array_equal(_z(out["patch_a"]), _z(out["patch_b"]))
     assert not _array(_figure(out["emphasis"]).data[0].x).any()
-    agreement = _z(out["agreement"])
+    agreement = _z(out["agreement"])  # the same node set: node agreement, 1 on the diagonal
+    assert "node agreement" in _figure(out["agreement"]).layout.title.text
     assert np.array_equal(np.diag(agreement), np.ones(len(agreement)))
 
 
@@ -274,7 +285,8 @@ def test_history_lists_comparisons_and_restores_them(server, small):
     bench, tab = server[0].parts["bench"], server[0].parts["compare"]
     rows, records = bench.on_history()
     assert rows[0][1] == "bench-compare" and "vs tiny_clip_64" in rows[0][2]
-    assert "paired" in rows[0][3] and "text" in rows[0][3]
+    assert "paired" in rows[0][3] and rows[0][4].startswith("text +")
+    assert not any("/tmp" in str(cell) for row in rows for cell in row)  # no server paths
     # a paired bench run: the benchmark, its items and both models, then Run
     out = bench.on_history_select(records, SimpleNamespace(index=[0, 0]))
     assert out[:4] == (["demo"], 8, "default", True)
@@ -282,7 +294,8 @@ def test_history_lists_comparisons_and_restores_them(server, small):
     # a comparison: the Compare tab's controls, then its Run
     row = next(i for i, r in enumerate(records) if r["kind"] == "compare"
                and r["parameters"]["slice"]["start"] == 2)
-    assert "vs tiny_clip_64" in rows[row][2]
+    assert "vs tiny_clip_64" in rows[row][2] and "joint, 7 eig, 6 pairs" in rows[row][3]
+    assert "layers last vs 1" in rows[row][3] and "6 matches" in rows[row][4]
     out = bench.on_history_select(records, SimpleNamespace(index=[row, 0]))
     assert out[5].selected == "compare" and out[6] is False and out[3] is False
     tail = out[8 + len(bench.explore.restore_outputs):]

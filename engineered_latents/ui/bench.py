@@ -139,7 +139,7 @@ def _history_row(r: dict) -> list:
         other = [r["model_b"]] if r.get("model_b") else r.get("compare") or []
         return [str(r.get("time", "")), str(r.get("kind", "")),
                 f"{model} vs {', '.join(_model_name(str(o)) for o in other)}",
-                history.describe_comparison(r), ""]
+                *_comparison_cells(r)]
     if r.get("kind") == "bench":
         limit = (r.get("parameters") or {}).get("limit")
         what = f"{r.get('benchmark')} n={r.get('n')}" + (f" (limit {limit})" if limit else "")
@@ -154,6 +154,27 @@ def _history_row(r: dict) -> list:
                 f"{r.get('n_pairs')} pairs ({history.cache_word(r.get('cache'))})")
         numbers = "eigenvalues " + " ".join(f"{v:.3f}" for v in r.get("eigenvalues") or [])
     return [str(r.get("time", "")), str(r.get("kind", "")), model, what, numbers]
+
+
+def _comparison_cells(r: dict) -> list[str]:
+    """The run and numbers cells of a two-model record (no model names: they may be paths)."""
+    if r.get("kind") == "bench-compare":
+        stats = next(iter((r.get("paired") or {}).values()), {})
+        numbers = ", ".join(f"{m} {s['difference']:+} (p {s['p_value']})"
+                            for m, s in stats.items())
+        return [f"{r.get('benchmark')} n={r.get('n')}, paired (B - A)", numbers]
+    params = r.get("parameters") or {}
+    sl, cut = params.get("slice") or {}, params.get("cut") or {}
+    where = V.slice_where(SimpleNamespace(indices=sl.get("indices"), start=sl.get("start") or 0,
+                                          count=sl.get("count") or 0))
+    layers = [m.get("layer") for m in params.get("models") or []]
+    what = (f"{sl.get('dataset')} {where}, {r.get('mode')}, {cut.get('n_eig')} eig, "
+            f"{r.get('n_pairs')} pairs ({history.cache_word(r.get('cache'))})")
+    if any(v is not None for v in layers):
+        what += ", layers " + " vs ".join("last" if v is None else str(v) for v in layers)
+    matches = (r.get("matches") or [])[1:]  # eigenvector 0 (trivial) is matched to 0
+    weak = [m for m in matches if len(m) == 3 and m[2] < 0.5]
+    return [what, f"{len(matches)} matches, {len(weak)} weak" if matches else ""]
 
 
 def recent_history(cache_dir: str, limit: int = HISTORY_ROWS) -> list[dict]:

@@ -156,10 +156,22 @@ def match_rows(run: CompareRun) -> list[list]:
 
 
 def agreement_figure(run: CompareRun):
+    """The top-k agreement matrix: on nodes where both graphs have the same node set (the
+    finer measure), else on the shared words; a message where the words' is 1 by
+    construction (no more shared words than k)."""
     ag = run.analyses.get("agreement") or {}
+    eigs = ag.get("eigs") or []
+    if ag.get("nodes") is not None:
+        return F.agreement_heatmap(ag["nodes"], eigs, eigs,
+                                   [f"top-{ag['top_nodes']} node agreement between eigenvectors",
+                                    "share of common top nodes (both graphs: same node set)"])
     if not ag.get("words"):
         return F.message_figure("No words shared by both sides: no agreement matrix.")
-    eigs = ag["eigs"]
+    if ag["top_words"] >= ag["n_words"]:
+        return F.message_figure([f"Only {ag['n_words']} words are shared by both sides: their "
+                                 f"top-{ag['top_words']} agreement is 1 by construction.",
+                                 "Cut a larger slice for a word agreement matrix."]
+                                + ([ag["nodes_note"]] if ag.get("nodes_note") else []))
     return F.agreement_heatmap(
         ag["words"], eigs, eigs,
         [f"top-{ag['top_words']} word agreement between eigenvectors",
