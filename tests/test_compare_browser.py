@@ -61,7 +61,7 @@ def test_a_compare_link_opens_the_tab_and_draws_every_plot(browser, app_server, 
     page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
             if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.goto(f"{url}?tab=compare&model_b={small}&start=3&count=2&eig=2",
+    page.goto(f"{url}?tab=compare&model_b={small}&start=3&count=2&eig=2&mode=joint",
               wait_until="domcontentloaded")
     # the link selects the tab and presses Run: every plot is drawn
     page.wait_for_function(
@@ -69,7 +69,8 @@ def test_a_compare_link_opens_the_tab_and_draws_every_plot(browser, app_server, 
         timeout=TIMEOUT_MS)
     _wait_plots(page, PLOTS)
     note = page.locator("#el-compare-note").inner_text()
-    assert "4 pairs" in note and "tiny_clip_64" in note and "4x4" in note
+    assert "4 pairs, joint mode" in note and "tiny_clip_64" in note and "4x4" in note
+    page.locator('#el-compare-matches [data-testid="cell-0-0"]').wait_for(timeout=TIMEOUT_MS)
     assert page.locator("#el-compare-start input").input_value() == "3"
     titles = page.locator(f"#el-compare-patch-a {PLOT} .gtitle").all_text_contents()
     assert any("eigenvector 2" in t for t in titles), titles

@@ -144,7 +144,9 @@ def difference_figure(view: CompareView, pair):
         return F.message_figure(["The two tokenizers split this caption into different words:",
                                  "no word-by-word difference."])
     return F.word_heatmap(diff[:, 1:], info.words, list(range(1, diff.shape[1])),
-                          ["word scores B − A per eigenvector (shared basis)",
+                          ["word scores B − A per eigenvector ("
+                           + ("shared basis)" if view.run.mode == "scalar"
+                              else "B's eigenvectors matched to A's)"),
                            V._short(info.caption)])
 
 
@@ -207,16 +209,16 @@ def emphasis_figure(run: CompareRun, eig):
 
 def run_note(view: CompareView) -> str:
     run = view.run
-    how = "from the cache" if run.cache.get("compare") == "hit" else "computed"
+    how = "From the cache" if run.cache.get("compare") == "hit" else "Computed"
     total = run.timings.get("total")
     took = f" in {total:.2f} s" if isinstance(total, int | float) else ""
     if run.mode == "scalar":
-        basis = "one NCut over both models' nodes: eigenvector j means the same for both."
+        basis = "one NCut over both models' nodes, so eigenvector j means the same for both"
     else:
         weak = sum(m["weak"] for m in (run.matches or []))
-        basis = f"a cut each, B's eigenvectors matched to A's ({weak} weak matches)."
+        basis = f"a cut each, B's eigenvectors matched to A's, {weak} of them weakly"
     head = [f"**{V._md(side_name(view, 0))}** · **{V._md(side_name(view, 1))}**",
-            f"{view.n_pairs} pairs, {run.mode} mode ({basis}) {how}{took}."]
+            f"{view.n_pairs} pairs, {run.mode} mode: {basis}. {how}{took}."]
     return "\n\n".join(head + ["\n".join(f"- {V._md(n)}" for n in run.notes)]).strip()
 
 
