@@ -580,3 +580,54 @@ def emphasis_bars(
                      autorange="reversed")
     fig.update_xaxes(title_text="change of the word's score (B - A)", zeroline=True)
     return _base(fig, title, min(640, max(300, 110 + 22 * len(words))))
+
+
+def word_map_grid(
+    images: Sequence[np.ndarray],  # per row [H, W, 3] uint8, the model's centre crop
+    maps: Sequence[Sequence[np.ndarray]],  # per row, per word [rows, cols] values per patch
+    words: Sequence[Sequence[str]],  # per row the words of its caption
+    row_titles: Sequence[str],  # per row, over its image (e.g. the caption's score); "\n" breaks
+    title: str | Sequence[str],
+    colorbar_title: str = "value",
+) -> go.Figure:
+    """A row per (image, caption) pair: its image, then each word's map over the patch grid,
+    on one colour scale for the whole figure, so rows (a positive and a negative caption) can be
+    compared word by word. Words past the widest row leave empty cells."""
+    if not len(images) == len(maps) == len(words) == len(row_titles):
+        raise ValueError(f"{len(images)} images, {len(maps)} map rows, {len(words)} word rows "
+                         f"and {len(row_titles)} row titles must match")
+    if any(len(m) != len(w) for m, w in zip(maps, words)):
+        raise ValueError("each row needs one map per word")
+    n_rows, n_cols = len(images), 1 + max((len(w) for w in words), default=0)
+    heads = ["<br>".join(esc(line) for line in str(t).split("\n")) for t in row_titles]
+    titles = [heads[r] if c == 0 else (esc(words[r][c - 1]) if c - 1 < len(words[r]) else "")
+              for r in range(n_rows) for c in range(n_cols)]
+    fig = make_subplots(n_rows, n_cols, subplot_titles=titles, horizontal_spacing=0.01,
+                        vertical_spacing=0.3 / max(n_rows, 1),
+                        column_widths=[2.2] + [1.0] * (n_cols - 1))
+    finite = [np.asarray(m, np.float64) for row in maps for m in row]
+    values = np.concatenate([m[np.isfinite(m)] for m in finite]) if finite else np.zeros(1)
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+    for r in range(n_rows):
+        fig.add_trace(go.Image(source=_data_uri(images[r]), hoverinfo="skip"), r + 1, 1)
+        for c, (grid, word) in enumerate(zip(maps[r], words[r]), start=2):
+            grid = np.asarray(grid, np.float64)
+            fig.add_trace(go.Heatmap(
+                z=grid, coloraxis="coloraxis", customdata=np.full(grid.shape, esc(word)),
+                hovertemplate=("%{customdata}: row %{y}, col %{x}<br>" + esc(colorbar_title)
+                               + " %{z:.4f}<extra></extra>")), r + 1, c)
+            fig.update_yaxes(autorange="reversed", scaleanchor=f"x{(r * n_cols + c)}",
+                             row=r + 1, col=c)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(coloraxis=dict(colorscale=SEQUENTIAL, cmin=lo, cmax=hi,
+                                     colorbar=dict(thickness=10, title=esc(colorbar_title))))
+    fig.update_annotations(font_size=10)
+    for annotation in fig.layout.annotations:  # a row's title starts at its image's left edge
+        if annotation.text in heads:
+            row = heads.index(annotation.text)
+            annotation.update(x=fig.get_subplot(row + 1, 1).xaxis.domain[0], xanchor="left",
+                              align="left")
+    fig = _base(fig, title, 100 + 150 * n_rows)
+    fig.update_layout(margin=dict(t=fig.layout.margin.t + 30))  # room for row 1's title
+    return fig

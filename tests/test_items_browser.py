@@ -80,6 +80,7 @@ def test_items_view_opens_a_failure_on_explore(browser, app_server, tmp_path):
     assert "crossed" in card and "matching" in card and "Pointing game" in card
     page.locator("#el-item-card summary").click()  # the pointing game's cases, folded
     page.locator("#el-item-card details table").wait_for(timeout=TIMEOUT_MS)
+    page.locator('#el-item-maps [data-testid="plotly"] .gtitle').wait_for(timeout=TIMEOUT_MS)
     page.locator("#el-gallery img").first.wait_for(timeout=TIMEOUT_MS)
     assert page.locator("#el-gallery .caption-label").count() == 4  # 2 images x 2 captions
     page.screenshot(path=str(tmp_path / "items-2-opened.png"), full_page=True)

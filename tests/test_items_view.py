@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from fixtures_data import write_aro_order, write_sugarcrepe
 from gradio_client import Client
+from plotly_helpers import array as _array
+from plotly_helpers import figure as _figure
 from test_compositional_bench import _by_hand
 
 from engineered_latents.__main__ import main
@@ -141,6 +143,22 @@ def test_an_order_item_opens_with_all_five_captions(tiny_clip, tmp_path):
     assert card.count("| negative |") == 4 and "| correct caption | 0.1000 |" in card
 
 
+def test_word_map_grid_rows_words_and_one_scale():
+    from engineered_latents.figures import word_map_grid
+
+    image = np.zeros((8, 8, 3), np.uint8)
+    maps = [[np.full((2, 2), 1.0), np.array([[0.0, 2.0], [3.0, np.nan]])], [np.full((2, 2), -1.0)]]
+    fig = word_map_grid([image, image], maps, [["<b>x</b>", "y"], ["z"]],
+                        ["pair 0: correct caption", "pair 1:\nnegative"], "t")
+    heat = [t for t in fig.data if t.type == "heatmap"]
+    assert len(heat) == 3 and len([t for t in fig.data if t.type == "image"]) == 2
+    assert (fig.layout.coloraxis.cmin, fig.layout.coloraxis.cmax) == (-1.0, 3.0)
+    titles = [a.text for a in fig.layout.annotations]
+    assert "&lt;b&gt;x&lt;/b&gt;" in titles and "pair 1:<br>negative" in titles
+    with pytest.raises(ValueError, match="one map per word"):
+        word_map_grid([image], [[maps[0][0]]], [["a", "b"]], ["r"], "t")
+
+
 # ----------------------------------------------------------------------------- through the API
 
 # /item_open's answer: the note, the pending flag, then the restored Explore controls
@@ -207,14 +225,16 @@ def test_demo_failures_open_on_explore_with_both_captions(app_server, tiny_clip,
     view = _cut_with(client, controls)
     example = get_dataset("demo").load([index])[0]
     assert sorted(_captions(view["gallery"])) == sorted(list(example.captions) * 2)
-    card = client.predict(api_name="/item_card")
+    card, maps = client.predict(api_name="/item_card")
     assert card["visible"] is True and f"demo #{index}" in card["value"]
+    assert maps["visible"] is True
     # each pair's score is the benchmark's s[c][i]: pair 2 is (image 0, caption 1)
     pair2 = f"| 2 | 0 | {_md(example.captions[1])} | crossed | {s[index][1, 0]:.4f} |"
     assert pair2 in card["value"]
     # another Explore run hides the card
     client.predict(start=0, count=2, api_name="/cut")
-    assert client.predict(api_name="/item_card")["visible"] is False
+    card, maps = client.predict(api_name="/item_card")
+    assert card["visible"] is False and maps["visible"] is False
 
 
 @pytest.fixture(scope="module")
@@ -255,8 +275,24 @@ def test_sugarcrepe_items_filter_open_and_deep_link(sugarcrepe_server, tiny_clip
         controls["indices"] == str(index) and controls["crossed"] is False
     view = _cut_with(client, controls)
     assert _captions(view["gallery"]) == rows[index]["tested_labels"]  # positive, negative
-    card = client.predict(api_name="/item_card")["value"]
+    card, maps = client.predict(api_name="/item_card")
+    card = card["value"]
     positive, negative = rows[index]["tested_labels"]
+    # the word maps: a row per caption, a map per word, each the raw affinity map Explore's
+    # patch map shows for that word
+    fig = _figure(maps["value"])
+    heat = [t for t in fig.data if t.type == "heatmap"]
+    titles = [a.text for a in fig.layout.annotations]
+    assert any(t.startswith(f"pair 0: correct caption<br>score {hand[index][0][0]:.4f}")
+               for t in titles)
+    assert any(t.startswith(f"pair 1: negative<br>score {hand[index][0][1]:.4f}")
+               for t in titles)
+    words0 = view["word"]["choices"][1:]  # pair 0's words ("all words" first)
+    words1 = client.predict(1, api_name="/pair")[0]["choices"][1:]
+    assert len(heat) == min(len(words0), I.MAX_WORDS) + min(len(words1), I.MAX_WORDS)
+    overlay = _figure(client.predict(0, words0[1][1], 1, "raw affinity", api_name="/overlay"))
+    np.testing.assert_allclose(_array(heat[1].z), _array(overlay.data[1].z), atol=1e-6)
+    assert fig.layout.coloraxis.cmin == pytest.approx(min(_array(h.z).min() for h in heat))
     assert f"| 0 | 0 | {_md(positive)} | correct caption | {hand[index][0][0]:.4f} |" in card
     assert f"| 1 | 0 | {_md(negative)} | negative | {hand[index][0][1]:.4f} |" in card
 

@@ -248,6 +248,8 @@ class ExploreTab:
             with gr.Column(scale=3):
                 # a benchmark item opened from the Benchmarks tab's Items view (ui/items.py)
                 self.item_card = gr.Markdown("", visible=False, elem_id="el-item-card")
+                self.item_maps = gr.Plot(visible=False, label="The item's word maps",
+                                         elem_id="el-item-maps")
                 self.gallery = gr.Gallery(label="Pairs of the slice: click one", columns=6,
                                           height=300, allow_preview=False, object_fit="contain",
                                           elem_id="el-gallery")

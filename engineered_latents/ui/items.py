@@ -20,6 +20,7 @@ import os
 from collections.abc import Sequence
 
 import gradio as gr
+import numpy as np
 
 from ..benchmarks import BENCHMARKS
 from ..compositional import margin as item_margin
@@ -219,6 +220,34 @@ def item_card(item: dict, pairs: Sequence) -> str:
     return "\n".join(lines)
 
 
+MAX_WORDS = 10  # word maps per caption in the item's figure
+
+
+def item_maps(item: dict, view):
+    """The item's figure: per pair of the run (a `views.RunView`), its image, its role and
+    score, and the raw affinity map of each of its words (at most `MAX_WORDS`), one colour
+    scale for all."""
+    from .. import figures as F
+    from . import views as V
+
+    rows, cols = view.grid
+    images, maps, words, titles = [], [], [], []
+    for p, info in enumerate(view.run.pairs):
+        shown = info.words[:MAX_WORDS]
+        images.append(view.images[(info.example, info.image)])
+        maps.append([np.asarray(V.overlay_values(view, p, w, 1, "raw affinity")[1:],
+                                dtype=np.float64).reshape(rows, cols) for w in range(len(shown))])
+        words.append(shown)
+        score = pair_score(item, info.image, info.caption_index)
+        titles.append(f"pair {p}: {pair_role(item, info.image, info.caption_index)}"
+                      + ("" if score is None else f"\nscore {score:.4f}")
+                      + (f" (first {MAX_WORDS} of {len(info.words)} words)"
+                         if len(info.words) > MAX_WORDS else ""))
+    title = [f"{item['benchmark']} #{item['index']}: raw affinity of each word with each patch",
+             "one colour scale: compare the captions word by word"]
+    return F.word_map_grid(images, maps, words, titles, title, "cosine")
+
+
 def localization_note(results: Sequence[dict]) -> str:
     """The pointing game's numbers of a finished `localization` result, or ''."""
     for r in results:
@@ -310,8 +339,9 @@ class ItemsView:
                                "Explore tab (its controls; then run /cut with them).",
                                queue=False).then(None, explore.pending, None,
                                                  js=RUN_IF_PENDING_JS, queue=False)
-        explore.run_event.then(self.on_card, [explore.state, self.current], explore.item_card,
-                               api_name="item_card", api_visibility="undocumented", queue=False)
+        explore.run_event.then(self.on_card, [explore.state, self.current],
+                               [explore.item_card, explore.item_maps], api_name="item_card",
+                               api_visibility="undocumented", queue=False)
 
     @user_errors
     def on_filter(self, results, model=None, failures=False, benchmark=ALL, tag=ALL,
@@ -356,11 +386,15 @@ class ItemsView:
                 gr.Tabs(selected="explore"), True, None,
                 *self.explore.restore_values(values), item)
 
+    @user_errors
     def on_card(self, request, item):
-        """The item's card above Explore's gallery while the run shown is the item's."""
+        """The item's card and word maps above Explore's gallery while the run shown is the
+        item's; hidden otherwise."""
+        hidden = (gr.update(value="", visible=False), gr.update(value=None, visible=False))
         if request is None or not shows_item(request.slice, item):
-            return gr.update(value="", visible=False)
+            return hidden
         view = self.explore.explorer.cached_view(request)
         if view is None:
-            return gr.update(value="", visible=False)
-        return gr.update(value=item_card(item, view.run.pairs), visible=True)
+            return hidden
+        return (gr.update(value=item_card(item, view.run.pairs), visible=True),
+                gr.update(value=item_maps(item, view), visible=True))
