@@ -85,6 +85,21 @@ def test_filters_failures_benchmark_tag_and_margin_range():
         I.bound("abc", "Margin from")
 
 
+def test_the_views_filter_handler_resets_a_tag_of_another_benchmark():
+    view = I.ItemsView.__new__(I.ItemsView)  # the handler alone, no Blocks
+    view.explore = SimpleNamespace(explorer=SimpleNamespace(default_model="/models/other"))
+    note, _, rows, shown, benchmarks, tags = view.on_filter([CHOICE, DEMO], None, False, "demo",
+                                                            "swap-att", "", " ")
+    assert [r[:2] for r in rows] == [["demo", 1], ["demo", 0]] and "2 of 4 items" in note
+    assert benchmarks["choices"] == ["all", "sugarcrepe-swap-att", "demo"]
+    assert tags["value"] == "all" and tags["choices"] == ["all"]  # demo items have no tags
+    assert {it["model"] for it in shown} == {"m"}  # another model than the page's default
+    view.explore.explorer.default_model = "/models/m"  # results JSON names it "m"
+    assert {it["model"] for it in view.on_filter([CHOICE])[3]} == {"default"}
+    with pytest.raises(Exception, match="Margin to"):
+        view.on_filter([CHOICE], None, False, "all", "all", "", "x")
+
+
 def test_explore_values_and_the_card_pair_scores():
     defaults = {"dataset": "demo", "start": 3, "count": 8, "indices": "", "model": "default",
                 "crossed": False, "all_captions": True, "mode": "joint"}

@@ -6,11 +6,12 @@ and one click from its word maps on the Explore tab.
   `localization` benchmark; `filter_items` filters them (failures only, benchmark, tag, margin
   range); `explore_values` gives the Explore controls that open an item (all its captions paired
   with its image(s): Winoground-style items crossed); `item_card` says, for the run that shows
-  it, each pair's caption with the benchmark's score of that caption.
+  it, each pair's caption with the benchmark's score of that caption, and `item_maps` draws
+  the pairs side by side, each word's raw affinity map on one colour scale.
 - `ItemsView` wires them: `/items` filters, `/item_open` restores the item into the Explore
   controls and switches tab; the page then presses Explore's Run (RUN_IF_PENDING_JS), so the cut
   goes through Run's own handler and pool. After every Explore run, `/item_card` shows the card
-  above the gallery while the run is the item's.
+  and the word maps above the gallery while the run is the item's (hidden otherwise).
 """
 
 from __future__ import annotations
@@ -348,16 +349,17 @@ class ItemsView:
                   margin_min=None, margin_max=None):
         results = results or []
         items = items_of(results, model or self._default_choice(results))
+        benchmarks = choices(items, "benchmark")
+        tags = choices([it for it in items if benchmark in (None, "", ALL)
+                        or it["benchmark"] == benchmark], "tag")
+        tag = tag if tag in tags else ALL  # a tag of another benchmark: all of this one's
         kept = filter_items(items, bool(failures), benchmark, tag,
                             bound(margin_min, "Margin from"), bound(margin_max, "Margin to"))
-        benchmarks = choices(items, "benchmark")
-        in_bench = [it for it in items if benchmark in (None, "", ALL)
-                    or it["benchmark"] == benchmark]
         return (items_note(len(kept), len(items), results), localization_note(results),
                 item_rows(kept[:MAX_ROWS]), kept[:MAX_ROWS],
                 gr.update(choices=benchmarks, value=benchmark if benchmark in benchmarks
                           else ALL),
-                gr.update(choices=choices(in_bench, "tag"), value=tag or ALL))
+                gr.update(choices=tags, value=tag))
 
     def _default_choice(self, results) -> str | None:
         """"default" when the results are the page's default model's (their JSON names a local
