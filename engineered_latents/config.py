@@ -103,6 +103,9 @@ class Settings:
     gpu_duration_s: int = 120  # EL_GPU_DURATION: the most one ZeroGPU call may hold the GPU
     cpu_bf16: bool | None = None  # EL_CPU_BF16: 1/0 = bfloat16/float32 encoders for an auto
     # dtype on the CPU; unset: bfloat16 where the CPU has native bf16 units (AMX, AVX-512 BF16)
+    allow_train: bool | None = None  # EL_ALLOW_TRAIN: 1/0 = the Train tab on/off; unset: on
+    # for a local app, off when shared publicly (--share, a Space) and on ZeroGPU
+    max_train_jobs: int = 1  # EL_MAX_TRAIN_JOBS: training runs one server runs at a time
 
     @classmethod
     def from_env(cls, env=None) -> Settings:
@@ -120,4 +123,6 @@ class Settings:
             queue_size=max(16, _env_number(env, "EL_QUEUE_SIZE", 32, lo=1)),
             gpu_duration_s=_env_number(env, "EL_GPU_DURATION", 120, lo=1),
             cpu_bf16=_env_switch(env, "EL_CPU_BF16"),
+            allow_train=_env_switch(env, "EL_ALLOW_TRAIN"),
+            max_train_jobs=_env_number(env, "EL_MAX_TRAIN_JOBS", 1, lo=1),
         )

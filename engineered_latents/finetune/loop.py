@@ -159,11 +159,21 @@ def train_step(run: Run, step: int, batches) -> dict:
 
 class _Interrupt:
     """Ctrl-C sets a flag that the loop checks after each step (so a checkpoint is consistent);
-    a second Ctrl-C stops at once."""
+    a second Ctrl-C stops at once. `stop` (a threading.Event set from another thread, e.g. the
+    app's Stop button) is read as the same flag."""
 
-    def __init__(self) -> None:
-        self.requested = False
+    def __init__(self, stop: threading.Event | None = None) -> None:
+        self._requested = False
+        self._stop = stop
         self._old = None
+
+    @property
+    def requested(self) -> bool:
+        return self._requested or (self._stop is not None and self._stop.is_set())
+
+    @requested.setter
+    def requested(self, value: bool) -> None:
+        self._requested = value
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -224,9 +234,12 @@ def _batches(run: Run):
         yield {k: v.to(device) for k, v in batch.items()}
 
 
-def run_loop(run: Run, on_step: Callable[[int], None] | None = None) -> None:
+def run_loop(run: Run, on_step: Callable[[int], None] | None = None,
+             progress: Callable[[dict], None] | None = None,
+             stop: threading.Event | None = None) -> None:
     """Train from `run.start_step` to the end (or an early stop); checkpoints and validations
-    on their schedules. Ctrl-C saves a checkpoint and raises KeyboardInterrupt."""
+    on their schedules. Ctrl-C (or `stop` set) saves a checkpoint and raises KeyboardInterrupt.
+    `progress` gets a `report` after the base model's validation and after every step."""
     from tqdm import tqdm
 
     bar = tqdm(total=run.total_steps, initial=run.start_step, desc="train", unit="step",
@@ -236,15 +249,30 @@ def run_loop(run: Run, on_step: Callable[[int], None] | None = None) -> None:
             val = validate(run, 0)
             run.tracker.log(val, 0)
             after_validation(run, val)
-        with _Interrupt() as interrupt:
-            _steps(run, bar, interrupt, on_step)
+            if progress is not None:
+                progress(report(run, None, val, 0.0))
+        with _Interrupt(stop) as interrupt:
+            _steps(run, bar, interrupt, on_step, progress)
     finally:
         bar.close()
     if run.state.stopped:
         run.say(run.state.stopped)
 
 
-def _steps(run: Run, bar, interrupt: _Interrupt, on_step) -> None:
+def report(run: Run, entry: dict | None, val: dict | None, step_s: float) -> dict:
+    """What a progress callback gets: the step done, of how many, the history entry of that
+    step (None before the first), a new validation (or None), samples/s of the step and the
+    estimated seconds left."""
+    done = entry["step"] if entry else run.start_step
+    samples = run.spec.batch_size * run.spec.accum
+    left = run.total_steps - done
+    per_step = run.state.seconds / done if done and run.state.seconds > 0 else step_s
+    return {"step": done, "total_steps": run.total_steps, "entry": entry, "val": val,
+            "samples_s": round(samples / step_s, 3) if step_s > 0 else None,
+            "eta_s": round(left * per_step, 1)}
+
+
+def _steps(run: Run, bar, interrupt: _Interrupt, on_step, progress=None) -> None:
     spec, state = run.spec, run.state
     batches = _batches(run)
     begin = time.perf_counter() - state.seconds
@@ -261,13 +289,15 @@ def _steps(run: Run, bar, interrupt: _Interrupt, on_step) -> None:
         bar.update(1)
         bar.set_postfix(loss=f"{entry['loss']:.4f}", lr=f"{entry['lr']:.2e}",
                         samples_s=f"{samples / max(time.perf_counter() - t0, 1e-9):.1f}")
-        done, best = step + 1, False
+        done, best, val = step + 1, False, None
         if done % spec.val_every == 0 or done == run.total_steps:
             val = validate(run, done)
             run.tracker.log(val, done)
             best = after_validation(run, val)
         if on_step is not None:
             on_step(done)
+        if progress is not None:
+            progress(report(run, entry, val, time.perf_counter() - t0))
         if (best or done % spec.checkpoint_every == 0 or done == run.total_steps
                 or state.stopped or interrupt.requested):
             save_checkpoint(run, done)
@@ -353,16 +383,20 @@ def _resume(run: Run, previous: dict | None, accelerator) -> None:
 
 
 def fit(spec: TrainSpec, say: Callable[[str], None] | None = None,
-        on_step: Callable[[int], None] | None = None) -> dict:
+        on_step: Callable[[int], None] | None = None,
+        progress: Callable[[dict], None] | None = None,
+        stop: threading.Event | None = None) -> dict:
     """Train as `spec` says; write the model, `train.json` (and `eval.json` with --eval) in
-    `spec.out`; returns the train.json contents. Rerunning the same spec resumes."""
+    `spec.out`; returns the train.json contents. Rerunning the same spec resumes.
+    `progress(report)` after every step (see `report`); `stop` set ends the run like Ctrl-C:
+    a checkpoint, then KeyboardInterrupt."""
     from .outputs import evaluate_before, finish
 
     say = say or (lambda msg: print(msg, file=sys.stderr, flush=True))
     run, extra = prepare(spec, say)
     before = evaluate_before(spec, extra, say) if run.accelerator.is_main_process else None
     try:
-        run_loop(run, on_step)
+        run_loop(run, on_step, progress, stop)
     except torch.OutOfMemoryError as e:
         raise _out_of_memory(run) from e
     finally:
