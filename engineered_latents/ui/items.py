@@ -269,8 +269,9 @@ def items_note(shown: int, total: int, results: Sequence[dict]) -> str:
     if not total:
         return "These benchmarks keep no per-item scores (retrieval and ImageNet)."
     more = f" (the first {MAX_ROWS})" if shown > MAX_ROWS else ""
-    return (f"{shown} of {total} items{more}, the smallest margin first. Click a row to open "
-            "the item on the Explore tab.")
+    return (f"{shown} of {total} items{more}, the smallest margin first; scores: each "
+            "caption's, the correct one first (Winoground-style: c0i1 is caption 0 with image "
+            "1). Click a row to open the item on the Explore tab.")
 
 
 # ----------------------------------------------------------------------------- the view
