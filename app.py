@@ -42,7 +42,7 @@ def main(argv=None) -> None:
 
     install_log_filter()  # HF_TOKEN and the --auth password never reach the logs
 
-    demo = build_app(default_model=args.model)
+    demo = build_app(default_model=args.model, share=bool(args.share))
     demo.launch(
         server_name=args.host, server_port=args.port, share=args.share, auth=args.auth,
         **launch_options())

@@ -15,6 +15,7 @@ from .explore import ExploreTab
 from .export import export_root
 from .loss import LossTab
 from .privacy import quiet_path_errors
+from .train import TrainTab
 from .upload import upload_root
 from .views import Explorer
 
@@ -79,10 +80,13 @@ def build_app(
     settings: Settings | None = None,
     warm_up: bool = True,
     preload_model: bool = True,
+    share: bool = False,
 ) -> gr.Blocks:
     """The app. `default_model`: the model the default view and the "default" choice use (None:
     ViT-B/32 with the offline demo-weights fallback; tests pass a tiny local model). With
     `warm_up`, the default view is cut in the background right away, so the page shows it at once.
+    `share`: the app is served through a public link (`--share`): the Train tab is off unless
+    EL_ALLOW_TRAIN=1 (`ui.train.training_allowed`).
     """
     quiet_path_errors()  # refused files: no server folder in the message
     explorer = Explorer(settings, default_model)
@@ -100,13 +104,19 @@ def build_app(
                 loss = LossTab(explore, loss_tab)
             with gr.Tab("Benchmarks", id="benchmarks", elem_id="el-tab-benchmarks") as bench_tab:
                 bench = BenchTab(explore, bench_tab, tabs, compare)
+            with gr.Tab("Train", id="train", elem_id="el-tab-train"):
+                train = TrainTab(explorer, tabs, share=share)
             with gr.Tab("About", id="about"):
                 gr.Markdown(ABOUT)
+        train.link(compare, bench, [explore.model, compare.model_a, compare.model_b, bench.model,
+                                    bench.compare])
         explore.on_load(demo)
         compare.on_load(demo)
+        train.on_load(demo)
     demo.queue(max_size=queue_size(), default_concurrency_limit=1)
     demo.explorer = explorer  # for tests
-    demo.parts = {"explore": explore, "compare": compare, "loss": loss, "bench": bench}
+    demo.parts = {"explore": explore, "compare": compare, "loss": loss, "bench": bench,
+                  "train": train}
     if warm_up:
         explorer.warm_up(preload_model)
     return demo

@@ -25,10 +25,18 @@ HUB_MODELS = (
 _HUB_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")
 
 
+def model_folders(env: dict | None = None) -> tuple[str, ...]:
+    """The folders whose models the page may load: EL_MODEL_DIRS, then the models trained on
+    the Train tab (`<cache>/models`, listed once their training has written the model)."""
+    settings = Settings.from_env(env)
+    return (*settings.model_dirs, str(Path(settings.cache_dir) / "models"))
+
+
 def allowed_local_models(env: dict | None = None) -> dict[str, str]:
-    """label -> directory of every model found under the folders listed in EL_MODEL_DIRS."""
+    """label -> directory of every model found under the folders listed in EL_MODEL_DIRS and
+    of the trained models under `<cache>/models`."""
     found: dict[str, str] = {}
-    for folder in Settings.from_env(env).model_dirs:
+    for folder in model_folders(env):
         root = Path(folder).expanduser()
         if not root.is_dir():
             continue
