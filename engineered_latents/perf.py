@@ -196,8 +196,7 @@ def measure(pairs: list[int], device: str | None = None, repeats: int = 3,
         size = _measure_size(lm, examples, repeats, ncut_device)
         if dtypes:
             log(f"comparing dtypes at {n} pairs ...")
-            size["dtypes"] = perf_hw.dtype_comparison(examples, device, repeats, floor,
-                                                      report["peak_gflops"])
+            size["dtypes"] = perf_hw.dtype_comparison(examples, device, repeats, floor)
         report["sizes"].append(size)
     report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     if torch.cuda.is_available():

@@ -120,8 +120,7 @@ def reduced_dtypes(device: torch.device) -> list[torch.dtype]:
     return [torch.float16, torch.bfloat16] if device.type == "cuda" else [torch.bfloat16]
 
 
-def dtype_comparison(examples, device: str | None, repeats: int, floor_fn,
-                     peak: dict[str, float]) -> dict:
+def dtype_comparison(examples, device: str | None, repeats: int, floor_fn) -> dict:
     """float32 against each reduced dtype on the same slice, models already loaded."""
     from .perf import eigval_agreement, eigvec_agreement, word_level_matrix
 
@@ -143,7 +142,7 @@ def dtype_comparison(examples, device: str | None, repeats: int, floor_fn,
             floor_fn(lm, examples)
             _sync(lm.device)
             rows[name]["floor"].append(time.perf_counter() - start)
-    towers = {name: tower_seconds(lm, batch_images, batch_captions) for name, lm in lms.items()}
+    towers, local_peak = _towers_beside_peaks(lms, batch_images, batch_captions, repeats)
     reference = word_level_matrix(*cuts["float32"])
     out = {"flops": flops, "pairs": len(cuts["float32"][1]), "dtypes": {}}
     for name in lms:
@@ -152,8 +151,9 @@ def dtype_comparison(examples, device: str | None, repeats: int, floor_fn,
         entry = {"cut_s": round(statistics.median(rows[name]["cut"]), 4),
                  "floor_s": round(statistics.median(rows[name]["floor"]), 4), "stages": stages,
                  "towers_s": {k: round(v, 4) for k, v in towers[name].items()},
+                 "peak_gflops": local_peak[name],
                  "rates": encoder_rates(flops, towers[name], len(batch_images),
-                                        len(batch_captions), peak[name])}
+                                        len(batch_captions), local_peak[name])}
         if name != "float32":
             entry["speedup"] = _speedups(rows, towers, name)
             entry["word_score_corr"] = eigvec_agreement(reference,
@@ -161,6 +161,20 @@ def dtype_comparison(examples, device: str | None, repeats: int, floor_fn,
             entry["eigval"] = eigval_agreement(cuts["float32"][0].eigval, cuts[name][0].eigval)
         out["dtypes"][name] = entry
     return out
+
+
+def _towers_beside_peaks(lms: dict, images, captions, repeats: int) -> tuple[dict, dict]:
+    """Each tower's seconds and the matmul peak of its dtype, measured next to each other and
+    interleaved across dtypes (fastest of `repeats`), so that a shared machine's changing load
+    hits the rate and the peak it is divided by alike."""
+    towers = {name: [] for name in lms}
+    peaks = {name: [] for name in lms}
+    for _ in range(max(2, repeats)):
+        for name, lm in lms.items():
+            peaks[name].append(matmul_peak(lm.dtype, lm.device, repeats=3))
+            towers[name].append(tower_seconds(lm, images, captions, repeats=1))
+    best = {name: {k: min(t[k] for t in rows) for k in rows[0]} for name, rows in towers.items()}
+    return best, {name: max(values) for name, values in peaks.items()}
 
 
 def _speedups(rows: dict, towers: dict, name: str) -> dict:
@@ -191,8 +205,8 @@ def dtype_table(comparison: dict) -> list[str]:
             f"{st['encode_images']:.2f}, texts {st['encode_texts']:.2f}, affinities "
             f"{st['affinities']:.2f}, NCut {st['ncut']:.2f}), floor {d['floor_s']:.2f}s; vision "
             f"{r['images_per_s']} images/s = {r['vision_gflops']:.0f} GFLOP/s "
-            f"({r['vision_of_peak']:.0%} of peak), text {r['text_gflops']:.0f} GFLOP/s "
-            f"({r['text_of_peak']:.0%})")
+            f"({r['vision_of_peak']:.0%} of a {d['peak_gflops']:.0f} GFLOP/s peak measured "
+            f"beside it), text {r['text_gflops']:.0f} GFLOP/s ({r['text_of_peak']:.0%})")
         if "speedup" in d:
             s, ev = d["speedup"], d["eigval"]
             near = (f"; near-equal eigenvalues at {ev['near_equal']} (those eigenvectors may "
