@@ -14,9 +14,15 @@ import sys
 
 from . import argtypes, output
 from .cache import Cache
+from .cli_options import (
+    add_cut_options,
+    add_device_options,
+    add_slice_options,
+    cut_spec,
+    slice_spec,
+)
 from .config import CutSpec, ModelSpec, Settings, SliceSpec
-from .controls import CONTROLS, add_to_parser
-from .data import dataset_names
+from .controls import add_to_parser
 from .errors import UserError
 from .models import DEFAULT_MODEL
 from .pipeline import CutsRun, compute_cuts
@@ -28,49 +34,26 @@ def _cuts_parser(sub) -> None:
     p.add_argument("--model", default=None,
                    help=f"Hub id or local save_pretrained directory (default {DEFAULT_MODEL}, "
                    "which falls back to the offline toy model when offline and not cached)")
-    p.add_argument("--dataset", default="demo", help=f"one of: {', '.join(dataset_names())}")
-    p.add_argument("--data-path", help="local copy of the dataset laid out like its Hub repo")
-    add_to_parser(p, "start", "count")
-    p.add_argument("--indices", type=argtypes.int_range(0), nargs="+", help="explicit example "
-                   "indices (instead of --start/--count)")
+    add_slice_options(p)
     p.add_argument("--max-count", type=argtypes.positive_int, help="most examples per run "
                    "(default EL_MAX_COUNT or 64)")
-    p.add_argument("--all-captions", action="store_true", help=CONTROLS["all_captions"].help)
-    p.add_argument("--captions", help="upload: the captions file (default: groups.json, "
-                   "captions.json, captions.csv or captions.txt in --data-path)")
     p.add_argument("--info", action="store_true", help="list the datasets and exit")
-    p.add_argument("--crossed-pairs", action="store_true", help=CONTROLS["crossed_pairs"].help)
-    add_to_parser(p, "mode", "n_eig", "clusters", "sharpness", "seed")
+    add_cut_options(p)
     p.add_argument("--rgb", type=argtypes.int_range(0), nargs=3, default=None, metavar="EIG",
                    help="three eigenvectors shown as the RGB view (default 1 2 3, capped at "
                    "n-eig - 1)")
-    add_to_parser(p, "similarity")
-    p.add_argument("--include-special", action="store_true",
-                   help=CONTROLS["include_special"].help)
     p.add_argument("--no-patch-norm", action="store_true", help="skip the vision post_layernorm "
                    "before projecting patches (as the original research code did)")
     add_to_parser(p, "layer")
-    p.add_argument("--no-center", action="store_true", help="joint mode: do not centre and "
-                   "normalize each modality (the first eigenvector then splits image from text)")
-    p.add_argument("--device", help="cpu, cuda or mps (default: best available)")
-    p.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"],
-                   help="encoder dtype (auto, the default: float16 on CUDA, bfloat16 on a CPU "
-                   "with bf16 units unless EL_CPU_BF16=0, float32 elsewhere)")
-    p.add_argument("--cache-dir", help="cache directory (default EL_CACHE_DIR or ./cache)")
+    add_device_options(p)
     p.add_argument("--out", type=argtypes.check_out_dir,
                    help="output directory (default out/<dataset>-<start>-<count>)")
 
 
 def _specs(args) -> tuple[SliceSpec, CutSpec, ModelSpec]:
-    slice_spec = SliceSpec(args.dataset, args.start, args.count,
-                           tuple(args.indices) if args.indices else None, args.data_path,
-                           args.crossed_pairs, args.all_captions, args.captions)
-    cut_spec = CutSpec(args.mode, args.n_eig, args.seed, args.similarity, args.include_special,
-                       not args.no_center, args.clusters, args.sharpness,
-                       tuple(args.rgb) if args.rgb else None)
     model_spec = ModelSpec(args.model, args.device, args.dtype, args.layer,
                            not args.no_patch_norm)
-    return slice_spec, cut_spec, model_spec
+    return slice_spec(args), cut_spec(args), model_spec
 
 
 def _progress(stage: str, fraction: float) -> None:

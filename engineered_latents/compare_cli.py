@@ -17,10 +17,16 @@ import numpy as np
 
 from . import argtypes
 from .cache import Cache
+from .cli_options import (
+    add_cut_options,
+    add_device_options,
+    add_slice_options,
+    cut_spec,
+    slice_spec,
+)
 from .compare import CompareRun, compare_cuts
 from .config import CutSpec, ModelSpec, Settings, SliceSpec
 from .controls import CONTROLS, add_to_parser
-from .data import dataset_names
 from .models import DEFAULT_MODEL
 from .output import _rows
 
@@ -39,41 +45,21 @@ def add_parser(sub) -> None:
     p.add_argument("--no-patch-norm", action="store_true", help="model a: skip the vision "
                    "post_layernorm before projecting patches")
     p.add_argument("--no-patch-norm-b", action="store_true", help="model b: the same")
-    p.add_argument("--dataset", default="demo", help=f"one of: {', '.join(dataset_names())}")
-    p.add_argument("--data-path", help="local copy of the dataset laid out like its Hub repo")
-    add_to_parser(p, "start", "count")
-    p.add_argument("--indices", type=argtypes.int_range(0), nargs="+", help="explicit example "
-                   "indices (instead of --start/--count)")
-    p.add_argument("--all-captions", action="store_true", help=CONTROLS["all_captions"].help)
-    p.add_argument("--crossed-pairs", action="store_true", help=CONTROLS["crossed_pairs"].help)
-    p.add_argument("--captions", help="upload: the captions file")
-    add_to_parser(p, "mode", "n_eig", "clusters", "sharpness", "seed", "similarity")
-    p.add_argument("--include-special", action="store_true",
-                   help=CONTROLS["include_special"].help)
-    p.add_argument("--no-center", action="store_true", help="joint mode: do not centre and "
-                   "normalize each modality")
-    p.add_argument("--device", help="cpu, cuda or mps (default: best available)")
-    p.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"],
-                   help="encoder dtype (auto, the default: float16 on CUDA, bfloat16 on a CPU "
-                   "with bf16 units unless EL_CPU_BF16=0, float32 elsewhere)")
+    add_slice_options(p)
+    add_cut_options(p)
+    add_device_options(p)
     p.add_argument("--top", type=argtypes.int_range(1, 100), default=5,
                    help="words printed per eigenvector")
-    p.add_argument("--cache-dir", help="cache directory (default EL_CACHE_DIR or ./cache)")
     p.add_argument("--out", type=argtypes.check_out_dir,
                    help="output directory (default out/compare-<dataset>-<start>-<count>)")
 
 
 def specs(args) -> tuple[SliceSpec, CutSpec, tuple[ModelSpec, ModelSpec]]:
-    slice_spec = SliceSpec(args.dataset, args.start, args.count,
-                           tuple(args.indices) if args.indices else None, args.data_path,
-                           args.crossed_pairs, args.all_captions, args.captions)
-    cut_spec = CutSpec(args.mode, args.n_eig, args.seed, args.similarity, args.include_special,
-                       not args.no_center, args.clusters, args.sharpness)
     a = ModelSpec(args.model, args.device, args.dtype, args.layer, not args.no_patch_norm)
     b = ModelSpec(args.model_b if args.model_b is not None else args.model, args.device,
                   args.dtype, args.layer_b if args.layer_b is not None else args.layer,
                   not args.no_patch_norm_b)
-    return slice_spec, cut_spec, (a, b)
+    return slice_spec(args), cut_spec(args), (a, b)
 
 
 def cmd_compare(args) -> int:

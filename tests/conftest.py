@@ -64,3 +64,30 @@ def app_server(tiny_clip, tmp_path_factory):
 
     with serve(tiny_clip, tmp_path_factory.mktemp("shared_app")) as (demo, url):
         yield demo, url
+
+
+CHROMIUM = os.environ.get("EL_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian Chromium driven by PyPI's playwright (Playwright's own browser download
+    cannot work offline): launched once for every browser test. Missing installs FAIL with the
+    install lines; EL_SKIP_BROWSER=1 skips for a quick local run."""
+    if os.environ.get("EL_SKIP_BROWSER") == "1":
+        pytest.skip("EL_SKIP_BROWSER=1")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("The browser test needs playwright: pip install playwright", pytrace=False)
+    if not os.path.isfile(CHROMIUM):
+        pytest.fail(f"The browser test needs Chromium at {CHROMIUM}: apt-get update && "
+                    "apt-get install -y chromium (or set EL_CHROMIUM; EL_SKIP_BROWSER=1 skips)",
+                    pytrace=False)
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                     headless=True)
+        yield launched
+        launched.close()

@@ -10,29 +10,10 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = os.environ.get("EL_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync"]
 PLOT = '[data-testid="plotly"]'
 TIMEOUT_MS = 90_000
 PLOTS = ["patch-a", "patch-b", "words-a", "words-b", "diff", "emphasis", "agreement",
          "correlation"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if os.environ.get("EL_SKIP_BROWSER") == "1":
-        pytest.skip("EL_SKIP_BROWSER=1")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("The browser test needs playwright: pip install playwright", pytrace=False)
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"The browser test needs Chromium at {CHROMIUM}", pytrace=False)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

@@ -10,28 +10,8 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = os.environ.get("EL_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
 TIMEOUT_MS = 120_000
 SHOTS = Path(os.environ.get("EL_SCREENSHOTS", "/tmp"))  # where a failure's screenshot goes
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if os.environ.get("EL_SKIP_BROWSER") == "1":
-        pytest.skip("EL_SKIP_BROWSER=1")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("The browser test needs playwright: pip install playwright", pytrace=False)
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"The browser test needs Chromium at {CHROMIUM}: apt-get install -y "
-                    "chromium (or set EL_CHROMIUM; EL_SKIP_BROWSER=1 skips)", pytrace=False)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
 
 
 def _wait_text(page, selector: str, text: str) -> None:
