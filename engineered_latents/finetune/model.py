@@ -97,11 +97,12 @@ class Encoder(torch.nn.Module):
         return out
 
 
-def param_groups(model, weight_decay: float) -> list[dict]:
-    """Weight decay on matrices, none on biases, norms, embeddings and the logit scale."""
+def param_groups(model, weight_decay: float, skip=()) -> list[dict]:
+    """Weight decay on matrices, none on biases, norms, embeddings and the logit scale; frozen
+    parameters and those in `skip` (optimized elsewhere) left out."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        if not p.requires_grad:
+        if not p.requires_grad or any(p is q for q in skip):
             continue
         if p.ndim < 2 or "embedding" in name or "logit_scale" in name:
             no_decay.append(p)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import torch
 
+from ..finetune.model import param_groups
 from .data import positives, training_batch
 from .model import ToyConfig, clip_config, to_pixels
 
@@ -61,19 +62,6 @@ def late_interaction(patches, tokens, word_mask) -> torch.Tensor:
     return (sim * w).sum(-1) / w.sum(-1).clamp(min=1)
 
 
-def _param_groups(model, weight_decay: float, skip=()):
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if any(p is q for q in skip):
-            continue
-        if p.ndim < 2 or "embedding" in name or "logit_scale" in name:
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
-
-
 def train(cfg: ToyConfig, log: Callable[[str], None] = print):
     """Train the toy CLIP; returns (model in float32, training info). Runs on `cfg.threads`
     CPU threads and leaves the process's thread count and torch RNG as they were."""
@@ -107,7 +95,7 @@ def _train(cfg: ToyConfig, log: Callable[[str], None]):
     # ever used: sparse gradients and SparseAdam update just those rows.
     token_embedding = model.text_model.embeddings.token_embedding
     token_embedding.sparse = True
-    groups = _param_groups(model, cfg.weight_decay, skip=[token_embedding.weight])
+    groups = param_groups(model, cfg.weight_decay, skip=[token_embedding.weight])
     groups[1]["params"].append(aux_scale)
     dense = [p for g in groups for p in g["params"]]
     opts = [torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6),
