@@ -32,10 +32,10 @@ from .cache import Cache
 from .config import CutSpec
 from .cuts import run_ncut
 from .data import Example
+from .data.scenes import PALETTE, RELATIONS, SHAPES, caption_for, relation_scene
 from .features import EncodeSettings, pooled_image_embeddings, pooled_text_embeddings
 from .models import demo_resolved, load_model
 from .pipeline import cut_examples
-from .scenes import PALETTE, RELATIONS, SHAPES, caption_for, relation_scene
 
 BATCH = 32
 

@@ -7,8 +7,7 @@ import pytest
 
 from engineered_latents.data import get_dataset
 from engineered_latents.data.demo import DemoDataset
-from engineered_latents.errors import UserError
-from engineered_latents.scenes import (
+from engineered_latents.data.scenes import (
     PALETTE,
     RELATIONS,
     SHAPES,
@@ -18,6 +17,7 @@ from engineered_latents.scenes import (
     relation_scene,
     render_scene,
 )
+from engineered_latents.errors import UserError
 
 
 @pytest.fixture(scope="module")

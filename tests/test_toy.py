@@ -9,6 +9,15 @@ import numpy as np
 import pytest
 
 from engineered_latents import toy
+from engineered_latents.data.scenes import (
+    RELATIONS,
+    SceneObject,
+    dominant_relation,
+    list_caption,
+    random_objects,
+    relation_holds,
+    varied_caption,
+)
 from engineered_latents.models import (
     TOY_DIR,
     TOY_LABEL,
@@ -17,15 +26,6 @@ from engineered_latents.models import (
     load_model,
     resolve_model,
     toy_resolved,
-)
-from engineered_latents.scenes import (
-    RELATIONS,
-    SceneObject,
-    dominant_relation,
-    list_caption,
-    random_objects,
-    relation_holds,
-    varied_caption,
 )
 
 CARD = json.loads((TOY_DIR / "metrics.json").read_text())["metrics"]

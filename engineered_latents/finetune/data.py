@@ -1,7 +1,7 @@
 """Image-caption pairs to train and validate on, from the registry's adapters or the scene
 generator, and the seeded order in which batches take them.
 
-- `demo`: scenes drawn by `engineered_latents.scenes` (1-2 coloured shapes, varied captions).
+- `demo`: scenes drawn by `engineered_latents.data.scenes` (1-2 coloured shapes, varied captions).
   Training scene i comes from `random.Random("el-finetune-train-<seed>-<i>")`, validation scene i
   from `random.Random("el-finetune-val-<i>")`: string seeds, so they never overlap each other, the
   explorer's 24-scene demo slice (integer seeds) or the toy model's training and held-out scenes.
@@ -88,7 +88,7 @@ class DemoScenes:
         return random.Random(f"el-finetune-{tag}-{i}")
 
     def _scenes(self, count: int, start: int) -> list:
-        from .. import scenes
+        from ..data import scenes
 
         out, seen, i = [], set(), start
         while len(out) < count:
@@ -107,7 +107,7 @@ class DemoScenes:
         return out
 
     def image(self, i: int):
-        from .. import scenes
+        from ..data import scenes
 
         return scenes.render_scene(self.scenes[i][0], size=SCENE_SIZE)
 

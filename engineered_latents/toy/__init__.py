@@ -7,7 +7,7 @@ word's patch map can be checked against them.
 
 - `toy.model`: the architecture (a transformers `CLIPModel`, 112 px images, 16 px patches ->
   7 x 7 grid, OpenAI's real tokenizer), its pixels and its files.
-- `toy.data`: scenes from `engineered_latents.scenes`, training batches with hard negatives
+- `toy.data`: scenes from `engineered_latents.data.scenes`, training batches with hard negatives
   (objects swapped, or in another relation), and the held-out evaluation sets (string seeds,
   never used by training's integer seeds).
 - `toy.training`: CLIP's InfoNCE plus a token-to-patch (FILIP) InfoNCE; deterministic.

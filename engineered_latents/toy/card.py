@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..scenes import PALETTE, SHAPES
+from ..data.scenes import PALETTE, SHAPES
 
 
 @dataclass
@@ -94,8 +94,8 @@ maps show what the pipeline does with a model whose structure is known, not what
   {cfg['projection_dim']}. {t.get('parameters', 0) / 1e6:.1f} M parameters (6.3 M of them the
   token table, of which only the few dozen rows the captions use were trained), stored in
   float16: {report.files_mb} MB.
-- Data: scenes drawn on the fly by `engineered_latents.scenes` (the generator of the demo slice)
-  at 224 px and resized to {cfg['image_size']} px as the image processor does: 1-3 objects,
+- Data: scenes drawn on the fly by `engineered_latents.data.scenes` (the generator of the demo
+  slice) at 224 px and resized to {cfg['image_size']} px as the image processor does: 1-3 objects,
   relations above / below / left of / right of, captions in varied wording ("a red circle above
   a blue square", "a blue square under a red circle", "there is a green star", "a red circle, a
   blue square and a green star", ...). Half of every batch are hard-negative pairs: the same two

@@ -1,6 +1,6 @@
 """The toy's scenes: training batches with hard negatives, and the held-out evaluation sets.
 
-Scenes are drawn on the fly by `engineered_latents.scenes` (the demo slice's generator) at
+Scenes are drawn on the fly by `engineered_latents.data.scenes` (the demo slice's generator) at
 224 px: 1-3 objects of 10 colours and 5 shapes, relations above / below / left of / right of,
 captions in varied wording. Half of every training batch is hard-negative pairs: the same two
 objects swapped (Winoground-style) or in another relation (What'sUp-style). Batch `s` is drawn
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from ..scenes import (
+from ..data.scenes import (
     PALETTE,
     RELATIONS,
     SHAPES,
