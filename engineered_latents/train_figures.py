@@ -58,6 +58,8 @@ def val_curves(val: Sequence[dict], title: str = "Validation") -> go.Figure:
     fig = make_subplots(rows=1, cols=3, subplot_titles=["validation loss", "paired cosine",
                                                         "R@1 (%)"])
     losses = ["val_loss"] + [k for k in val[0] if k.startswith("val_") and k != "val_loss"]
+    if len(losses) == 2 and all(v.get(losses[1]) == v.get("val_loss") for v in val):
+        losses = ["val_loss"]  # one unweighted term: the same curve twice
     colours = qualitative.Plotly
     for i, name in enumerate(losses):
         fig.add_trace(go.Scatter(x=steps, y=[v.get(name) for v in val], mode="lines+markers",

@@ -77,11 +77,11 @@ def default(name: str):
 
 
 def _info(name: str) -> str:
-    action = cli_actions()[name]
-    text = action.help or ""
-    value = default(name)
-    shown = "none" if value is None else value
-    return f"{text} (default {shown})".strip()
+    """The CLI's help with its default; an option without one says how to leave it unset."""
+    text, value = cli_actions()[name].help or "", default(name)
+    if value is not None:
+        return f"{text} (default {value})".strip()
+    return f"{text} (0 or empty: unset)" if _kind(name) != "str" else f"{text} (empty: unset)"
 
 
 def control(name: str, label: str | None = None, **kwargs):
@@ -227,7 +227,7 @@ class TrainTab:
         if not self.allowed:
             gr.Markdown(f"**{self.why_not}**", elem_id="el-train-off")
         with gr.Row(equal_height=False):
-            with gr.Column(scale=1, min_width=300):
+            with gr.Column(scale=2, min_width=320):
                 self._config_controls()
                 with gr.Row():
                     self.run_button = gr.Button("Run", variant="primary", elem_id="el-train-run",
@@ -240,9 +240,9 @@ class TrainTab:
                                         elem_id="el-train-note", min_height=48)
                 self.bar = gr.HTML("", elem_id="el-train-progress")
             with gr.Column(scale=3):
-                self.loss_plot = gr.Plot(TF.loss_curves([]), label="Training loss",
+                self.loss_plot = gr.Plot(TF.loss_curves([], title=""), label="Training loss",
                                          elem_id="el-train-loss")
-                self.val_plot = gr.Plot(TF.val_curves([]), label="Validation",
+                self.val_plot = gr.Plot(TF.val_curves([], title=""), label="Validation",
                                         elem_id="el-train-val")
                 with gr.Row():
                     self.compare_button = gr.Button("Compare with the base model", visible=False,
@@ -290,9 +290,10 @@ class TrainTab:
         c["loss"] = C.Dropdown(list(LOSSES) + list(LOSS_EXAMPLES), value=default("loss"),
                                allow_custom_value=True, label="Loss", info=_info("loss"),
                                elem_id="el-train-loss-name")
-        with gr.Row():
-            for name in ("k", "alpha", "beta", "gamma"):
-                c[name] = control(name, name, min_width=70)
+        for pair in (("k", "alpha"), ("beta", "gamma")):
+            with gr.Row():
+                for name in pair:
+                    c[name] = control(name, name, min_width=100)
         c["train"] = C.Dropdown(list(TRAIN_CHOICES), value=default("train"),
                                 allow_custom_value=True, label="What trains",
                                 info=_info("train"))
@@ -321,7 +322,7 @@ class TrainTab:
     @property
     def poll_outputs(self) -> list:
         return [self.note, self.bar, self.loss_plot, self.val_plot, self.compare_button,
-                self.bench_button, self.status_json, self.shown]
+                self.bench_button, self.status_json, self.shown, self.runs_table]
 
     def _wire(self) -> None:
         self.fields["dataset"].change(lambda d: gr.update(visible=d == UPLOAD_DATASET),
@@ -393,8 +394,9 @@ class TrainTab:
         options = {}
         for field in FIELDS:
             value = v.get(field)
-            if value in ("", None) or (field == "val_dataset" and value == HELD_OUT):
-                value = None
+            if value in ("", None) or (field == "val_dataset" and value == HELD_OUT) or \
+                    (default(field) is None and _kind(field) != "str" and value == 0):
+                value = None  # the page's Number shows an unset option as 0
             elif _kind(field) == "int":
                 value = _whole(value, field)
             elif _kind(field) == "float":
@@ -475,15 +477,17 @@ class TrainTab:
         status = self.status(watched)
         skips = [gr.skip()] * len(self.pickers)
         if status is None:
-            return (*[gr.skip()] * 6, None, shown, *skips)
+            return (*[gr.skip()] * 6, None, shown, gr.skip(), *skips)
         key = [watched, status["reports"], status["state"]]
         if key == shown:
-            return (*[gr.skip()] * 7, shown, *skips)
+            return (*[gr.skip()] * 7, shown, gr.skip(), *skips)
         done = status["state"] == jobs.FINISHED
-        pickers = self.picker_updates() if done else skips
-        return (self._note(status), progress_html(status), TF.loss_curves(status["history"]),
-                TF.val_curves(status["val"]), gr.update(visible=done), gr.update(visible=done),
-                status, key, *pickers)
+        changed = shown is None or shown[0] != watched or shown[2] != status["state"]
+        pickers = self.picker_updates() if done and changed else skips
+        return (self._note(status), progress_html(status),
+                TF.loss_curves(status["history"], title=""), TF.val_curves(status["val"], title=""),
+                gr.update(visible=done), gr.update(visible=done), status, key,
+                self.on_runs() if changed else gr.skip(), *pickers)
 
     def picker_updates(self) -> list:
         """Every model picker's choices, with the trained models."""
