@@ -21,7 +21,6 @@ from engineered_latents.ui import app as ui_app
 from engineered_latents.ui import upload as up
 from engineered_latents.ui.privacy import install_log_filter
 from engineered_latents.ui.testing import serve
-from tests.test_browser import browser  # noqa: F401 - the headless Chromium fixture
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "engineered_latents"
