@@ -151,6 +151,22 @@ def test_run_watch_stop_resume_finish_then_use_the_model(client, server, monkeyp
     assert ("local: tab-run", "local:tab-run") in model_choices(demo.explorer.default_model)
     out = client.predict(start=0, count=2, model="local:tab-run", api_name="/cut")
     assert "demo 0..1" in out[1] and "tab-run" in out[1], out[1]
+    # the buttons: the Compare tab with both models, the Benchmarks tab with both models
+    assert "Comparing the base model with" in client.predict(api_name="/train_compare")[0]
+    tab = demo.parts["train"]
+    compare = demo.parts["compare"]
+    outputs = tab.on_compare(compare, "tab-run")
+    values = dict(zip(compare.link_controls, outputs[4:]))
+    assert values["model"] == "default" and values["model_b"] == "local:tab-run"
+    assert values["dataset"] == "demo" and values["count"] == 8
+    note, _, base, trained = tab.on_bench("tab-run")
+    assert (base, trained) == ("default", "local:tab-run") and "Benchmarks tab" in note
+    # the run list restores its configuration
+    watched, _, note, name, model, *fields = tab.restore("tab-run")
+    restored = dict(zip(T.FIELDS, fields))
+    assert (watched, name, model) == ("tab-run", "tab-run", "default")
+    assert restored["steps"] == 20 and restored["batch_size"] == 8 and restored["lr"] == 1e-3
+    assert restored["warmup"] == "2" and restored["loss"] == "contrastive"
     # downloads: train.json, the curves, the model as a zip
     files = client.predict(api_name="/train_export")
     names = sorted(Path(f).name for f in files)

@@ -540,7 +540,15 @@ class TrainTab:
         runs = saved_runs(self.settings.cache_dir)
         if not 0 <= int(row) < len(runs):
             raise UserError("That run is gone: press Refresh.")
-        run = runs[int(row)]
+        return self.restore(runs[int(row)]["name"])
+
+    def restore(self, name: str) -> tuple:
+        """The outputs of `on_pick` for the run `name` (e.g. a `train` row of the run history):
+        watched, shown (None: redraw), note, then the name, model and every field."""
+        record = jobs.saved_record(jobs.run_folder(self.settings.cache_dir, name))
+        if record is None:
+            raise UserError(f"There is no training run named {name!r} on this server.")
+        run = {"name": name, **record}
         identity = run["identity"]
         try:
             model = choice_for(identity.get("model"), self.explorer.default_model)
