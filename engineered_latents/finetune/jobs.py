@@ -121,6 +121,10 @@ class TrainJob:
             self.samples_s, self.eta_s = report["samples_s"], report["eta_s"]
             self.reports += 1
 
+    def end(self, state: str, error: str | None = None) -> None:
+        with self.lock:
+            self.state, self.error = state, error
+
     def say(self, message: str) -> None:
         with self.lock:
             self.messages = [*self.messages[-19:], message]
@@ -195,13 +199,13 @@ class JobRunner:
         def work() -> None:
             try:
                 job.record = fit(spec, job.say, progress=_resumed(job), stop=job.stop_event)
-                job.state = FINISHED
+                job.end(FINISHED)
             except KeyboardInterrupt:
-                job.state = STOPPED
+                job.end(STOPPED)
             except UserError as e:
-                job.error, job.state = str(e), FAILED
+                job.end(FAILED, str(e))
             except Exception as e:  # noqa: BLE001 - the thread must record every ending
-                job.error, job.state = f"{type(e).__name__}: {e}", FAILED
+                job.end(FAILED, f"{type(e).__name__}: {e}")
                 raise
 
         job.thread = threading.Thread(target=work, name=f"train-{name}", daemon=True)
@@ -214,7 +218,9 @@ class JobRunner:
         if job is None or not job.active:
             raise UserError(f"Run {name!r} is not training: nothing to stop.")
         job.stop_event.set()
-        job.state = STOPPING
+        with job.lock:
+            if job.state == RUNNING:  # not if it ended meanwhile
+                job.state = STOPPING
         return job
 
 

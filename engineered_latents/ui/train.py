@@ -366,9 +366,10 @@ class TrainTab:
         finishes), "Compare with the base model" (Compare tab) and "Benchmark before and after"
         (Benchmarks tab). Call it once, after every tab is built."""
         self.pickers = [self.model, *(pickers or [])]
+        # outside the queue: every open page polls, and its ticks must not fill EL_QUEUE_SIZE
         self.timer.tick(self.on_poll, [self.watched, self.shown],
                         self.poll_outputs + self.pickers, api_visibility="private",
-                        show_progress="hidden", concurrency_id="train", concurrency_limit=4)
+                        show_progress="hidden", queue=False)
         if compare is not None:
             from .compare import RUN_IF_PENDING_JS
 
