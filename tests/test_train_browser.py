@@ -100,4 +100,20 @@ def test_a_run_draws_growing_curves_and_its_model_is_listed(browser, server, tmp
     assert "browser-run" in note, note
     page.screenshot(path=str(_shots(tmp_path) / "train-3-compare.png"), full_page=True)
     assert not problems, problems
+
+    # a link opens the Train tab with its configuration (the run is not started by it)
+    page.goto(f"{url}?tab=train&t_name=linked&t_steps=7&t_lr=0.0002", wait_until="domcontentloaded")
+    page.wait_for_function(
+        "() => document.querySelector('#el-train-name textarea, #el-train-name input')"
+        "?.value === 'linked'", timeout=TIMEOUT_MS)
+    assert page.locator("#el-train-steps input").input_value() == "7"
+    assert page.locator("#el-train-lr input").input_value() == "0.0002"
+    assert page.locator("#el-train-run").is_visible()  # the Train tab is the one shown
+    # the reopened page shows the server's latest run: its curves, from its train.json
+    page.wait_for_function(
+        f"""() => document.querySelectorAll('#el-train-loss {PLOT} .scatterlayer .trace')[0]
+                  ?.querySelectorAll('.point').length === 20""", timeout=TIMEOUT_MS)
+    assert "browser-run" in page.locator("#el-train-note").inner_text()
+    page.screenshot(path=str(_shots(tmp_path) / "train-4-link.png"), full_page=True)
+    assert not problems, problems
     page.close()

@@ -200,3 +200,33 @@ def test_training_is_refused_when_not_allowed(tiny_clip, tmp_path, monkeypatch):
                                            "Space.*EL_ALLOW_TRAIN=1"):
             Client(url, verbose=False).predict(*config("nope"), api_name="/train_start")
     assert not (tmp_path / "cache" / "models" / "nope").exists()
+
+
+def test_a_link_carries_the_configuration_round_trip():
+    from urllib.parse import parse_qsl
+
+    from engineered_latents.ui import train_link as L
+
+    defaults = {"name": "demo-contrastive", "model": "default", **T.page_defaults()}
+    values = {**defaults, "name": "mine", "steps": 200, "lr": 1e-4,
+              "loss": "contrastive+0.1*cluster", "scheduler": "linear", "epochs": None}
+    query = L.query(values, defaults)
+    params = dict(parse_qsl(query[1:]))
+    assert params == {"tab": "train", "t_name": "mine", "t_steps": "200", "t_lr": "0.0001",
+                      "t_loss": "contrastive+0.1*cluster", "t_scheduler": "linear"}
+    kinds = {"name": "str", "model": "str", **{f: T._kind(f) for f in T.FIELDS}}
+    back, problems = L.parse(params, defaults, kinds, {"scheduler": ["cosine", "linear"]})
+    assert back == {**values, "epochs": None} and not problems
+    bad = {"tab": "train", "t_steps": "2.5", "t_scheduler": "<b>", "t_nope": "1", "start": "3"}
+    back, problems = L.parse(bad, defaults, kinds, {"scheduler": ["cosine", "linear"]})
+    assert back == defaults and len(problems) == 3
+    assert any("t_steps '2.5'" in p for p in problems)
+    assert any("t_scheduler" in p and "choices" in p for p in problems)
+
+
+def test_the_link_endpoint_writes_the_fields_that_differ(server):
+    values = config("mine", steps=50)
+    query = Client(server[1], verbose=False).predict(*values[:2], *values[4:],
+                                                     api_name="/train_link")
+    assert query.startswith("?tab=train&t_name=mine") and "t_steps=50" in query
+    assert "t_lr=0.001" in query and "t_batch_size=8" in query and "t_k=" not in query

@@ -34,6 +34,7 @@ from ..finetune.losses import LOSSES
 from ..finetune.spec import TrainSpec
 from . import components as C
 from . import export, gpu
+from . import train_link as L
 from .explore import VIEWS_POOL, max_uploads, mirror_path, page_text, user_errors
 from .models import DEFAULT_CHOICE, choice_for, model_choices, model_spec_for
 from .upload import UPLOAD_DATASET, stage_upload
@@ -239,6 +240,11 @@ class TrainTab:
                 self.note = gr.Markdown(self.why_not or "Configure a run and press Run.",
                                         elem_id="el-train-note", min_height=48)
                 self.bar = gr.HTML("", elem_id="el-train-progress")
+                with gr.Accordion("Share", open=False):
+                    self.link_button = gr.Button("Copy link to this configuration", size="sm",
+                                                 elem_id="el-train-copy-link")
+                    self.link_box = gr.Textbox("", label="Link", interactive=False,
+                                               buttons=["copy"], elem_id="el-train-link")
             with gr.Column(scale=3):
                 self.loss_plot = gr.Plot(TF.loss_curves([], title=""), label="Training loss",
                                          elem_id="el-train-loss")
@@ -357,9 +363,39 @@ class TrainTab:
 
     def on_load(self, demo: gr.Blocks) -> None:
         """Reopening the page shows the running (or latest) run, the list of runs, and the
-        trained models in every picker."""
-        demo.load(self.on_page_load, None, [self.watched, self.runs_table, *self.pickers],
+        trained models in every picker; a `tab=train` link sets the configuration."""
+        from .explore import COPY_LINK_JS
+
+        demo.load(self.on_page_load, None,
+                  [self.watched, self.runs_table, *self.pickers, self.tabs, self.name,
+                   self.model, *[self.fields[n] for n in FIELDS]],
                   api_visibility="private", queue=False)
+        self.link_button.click(
+            self.on_link, [self.name, self.model, *[self.fields[n] for n in FIELDS]],
+            self.link_box, api_name="train_link", api_visibility="undocumented", queue=False,
+        ).then(None, self.link_box, self.link_box, js=COPY_LINK_JS, queue=False)
+
+    def link_defaults(self) -> dict:
+        return {"name": self.name.value, "model": DEFAULT_CHOICE, **page_defaults()}
+
+    def on_link(self, name, model, *values):
+        """The query string of a link to this configuration (the page adds its address)."""
+        return L.query({"name": name, "model": model, **dict(zip(FIELDS, values))},
+                       self.link_defaults())
+
+    def linked(self, params: dict) -> tuple:
+        """The tab, name, model and field values a `tab=train` link sets (skips otherwise)."""
+        n = 3 + len(FIELDS)
+        if not L.is_train_link(params):
+            return (gr.skip(),) * n
+        kinds = {"name": "str", "model": "str", **{f: _kind(f) for f in FIELDS}}
+        choices = {f: [v for _, v in c.choices] for f, c in self.fields.items()
+                   if isinstance(c, gr.Dropdown) and not c.allow_custom_value}
+        values, problems = L.parse(params, self.link_defaults(), kinds, choices)
+        for problem in problems:
+            gr.Warning(page_text(problem))
+        return (gr.Tabs(selected="train"), values["name"], values["model"],
+                *[values[f] for f in FIELDS])
 
     def link(self, compare=None, bench=None, pickers: list | None = None) -> None:
         """Wire the poll (the curves; the model pickers, `pickers`, refreshed when a run
@@ -512,11 +548,12 @@ class TrainTab:
             return f"Stopping **{name}** after its current step …"
         return f"Training **{name}**: step {status['step']} of {status['total_steps'] or '?'}."
 
-    def on_page_load(self):
+    def on_page_load(self, request: gr.Request):
         job = self.runner.latest()
         runs = saved_runs(self.settings.cache_dir)
         watched = job.name if job is not None else (runs[0]["name"] if runs else None)
-        return watched, self._rows(runs), *self.picker_updates()
+        params = dict(request.query_params) if request is not None else {}
+        return watched, self._rows(runs), *self.picker_updates(), *self.linked(params)
 
     def _rows(self, runs: list[dict]) -> list[list]:
         rows = []
