@@ -13,6 +13,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from engineered_latents.config import Settings
+from engineered_latents.errors import UserError
 from engineered_latents.finetune import jobs
 from engineered_latents.ui import train as T
 from engineered_latents.ui.models import model_choices, model_spec_for
@@ -230,3 +231,24 @@ def test_the_link_endpoint_writes_the_fields_that_differ(server):
                                                      api_name="/train_link")
     assert query.startswith("?tab=train&t_name=mine") and "t_steps=50" in query
     assert "t_lr=0.001" in query and "t_batch_size=8" in query and "t_k=" not in query
+
+
+def test_an_upload_is_kept_under_the_cache_for_the_run_and_its_resume(server, tmp_path):
+    from PIL import Image
+
+    tab = server[0].parts["train"]
+    files = []
+    for i in range(4):
+        path = tmp_path / f"img{i}.png"
+        Image.new("RGB", (32, 32), (60 * i, 0, 0)).save(path)
+        files.append(str(path))
+    values = config("up", dataset="upload", batch_size=2)
+    values[2], values[3] = files, "a\nb\nc\nd"
+    name, model, spec = tab._spec(tuple(values))
+    assert (name, model, spec.dataset) == ("up", "default", "upload")
+    kept = Path(spec.data_path)
+    assert kept.parent == Path(tab.settings.cache_dir) / "train_uploads"
+    assert len(list(kept.glob("*.png"))) == 4 and (kept / "captions.json").is_file()
+    assert tab._spec(tuple(values))[2].data_path == spec.data_path  # the same upload, same folder
+    with pytest.raises(UserError, match="Lr 'fast' is not a number"):
+        tab._spec(tuple(config("up", lr="fast")))

@@ -437,12 +437,12 @@ class TrainTab:
             elif _kind(field) == "int":
                 value = _whole(value, field)
             elif _kind(field) == "float":
-                value = float(value)
+                value = _number(value, field)
             if value is None and default(field) is not None:
                 value = default(field)  # an emptied field: its default
             options[field] = value
         if options["dataset"] == UPLOAD_DATASET:
-            options["data_path"] = stage_upload(files, captions, max_uploads(self.settings))
+            options["data_path"] = self._kept_upload(files, captions)
         else:
             options["data_path"] = mirror_path(options["dataset"], self.settings)
         if options["val_dataset"] and options["val_dataset"] != options["dataset"]:
@@ -451,6 +451,18 @@ class TrainTab:
         spec = TrainSpec(out=str(out), model=base, cache_dir=self.settings.cache_dir,
                          track="none", **options)
         return name, model or DEFAULT_CHOICE, spec
+
+    def _kept_upload(self, files, captions) -> str:
+        """The uploaded pairs copied under the cache (`train_uploads/<content hash>`): staged
+        uploads are pruned after an hour, a run may read them longer, and the same upload gives
+        the same folder, so a Resume with the same images finds its run."""
+        import shutil
+
+        staged = Path(stage_upload(files, captions, max_uploads(self.settings)))
+        kept = Path(self.settings.cache_dir) / "train_uploads" / staged.name
+        if not (kept / "captions.json").is_file():
+            shutil.copytree(staged, kept, dirs_exist_ok=True)
+        return str(kept)
 
     def _begin(self, request, values, resume: bool):
         if not self.allowed:
@@ -643,8 +655,16 @@ class TrainTab:
         return train_files(jobs.run_folder(self.settings.cache_dir, watched), status)
 
 
+def _number(value, field: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{field.replace('_', ' ').capitalize()} {str(value)[:40]!r} is not a "
+                        "number.") from None
+
+
 def _whole(value, field: str) -> int:
-    number = float(value)
+    number = _number(value, field)
     if number != int(number):
         raise UserError(f"{field.replace('_', ' ').capitalize()} {value} is not a whole number.")
     return int(number)
