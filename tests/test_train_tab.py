@@ -252,3 +252,16 @@ def test_an_upload_is_kept_under_the_cache_for_the_run_and_its_resume(server, tm
     assert tab._spec(tuple(values))[2].data_path == spec.data_path  # the same upload, same folder
     with pytest.raises(UserError, match="Lr 'fast' is not a number"):
         tab._spec(tuple(config("up", lr="fast")))
+
+
+def test_a_shared_app_builds_the_tab_off_and_says_why(tiny_clip, monkeypatch):
+    from engineered_latents.ui.app import build_app
+
+    monkeypatch.delenv("EL_ALLOW_TRAIN", raising=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    shared = build_app(tiny_clip, warm_up=False, share=True).parts["train"]
+    assert not shared.allowed and "public share link" in shared.why_not
+    assert not shared.run_button.interactive
+    assert build_app(tiny_clip, warm_up=False).parts["train"].allowed  # local: on
+    monkeypatch.setenv("EL_ALLOW_TRAIN", "1")
+    assert build_app(tiny_clip, warm_up=False, share=True).parts["train"].allowed
