@@ -319,6 +319,15 @@ def _out_of_memory(run: Run) -> UserError:
 # ----------------------------------------------------------------------------- fit
 
 
+def global_rng():
+    """The lock NCut holds while it seeds and draws from torch's and numpy's global RNGs: a run
+    started in a server thread (finetune.jobs) seeds its initialisation (and a resume restores
+    its RNG state) under it, so neither changes what a concurrent cut of the app draws."""
+    from ..cuts import _NCUT_LOCK
+
+    return _NCUT_LOCK
+
+
 def prepare(spec: TrainSpec, say: Callable[[str], None]):
     """(Run, resolved base, trained model, identity, dtype) ready to train or resume."""
     from ..cache import Cache
@@ -342,8 +351,9 @@ def prepare(spec: TrainSpec, say: Callable[[str], None]):
     train, val, warnings = train_pairs(spec, Cache(cache_dir))
     for w in warnings:
         say(f"WARNING {w}")
-    torch.manual_seed(spec.seed)
-    trained = select_trainable(clip, spec.train, spec.last_n, spec.lora_rank)
+    with global_rng():
+        torch.manual_seed(spec.seed)
+        trained = select_trainable(clip, spec.train, spec.last_n, spec.lora_rank)
     encoder = Encoder(clip, tokens=spec.cluster_graph == "tokens")
     n_train, n_total = count_parameters(encoder)
     say(f"model {resolved.name} ({resolved.weights_id}): {n_train:,} of {n_total:,} "
@@ -359,7 +369,8 @@ def prepare(spec: TrainSpec, say: Callable[[str], None]):
     run = Run(spec, accelerator, encoder_p, optimizer_p, scheduler, order,
               Collate(train, processor, tokenizer), Collate(val, processor, tokenizer), total,
               LossParams(spec.k, spec.alpha, spec.beta, spec.gamma), spec.terms, tracker, say)
-    _resume(run, previous, accelerator)
+    with global_rng():
+        _resume(run, previous, accelerator)
     if accelerator.is_main_process:
         ckpt.write_run(spec.out, identity, resolved.weights_id)
     extra = {"resolved": resolved, "trained": trained, "tokenizer": tokenizer,
