@@ -254,6 +254,7 @@ def test_an_upload_is_kept_under_the_cache_for_the_run_and_its_resume(server, tm
         tab._spec(tuple(config("up", lr="fast")))
 
 
+@pytest.mark.slow
 def test_a_shared_app_builds_the_tab_off_and_says_why(tiny_clip, monkeypatch):
     from engineered_latents.ui.app import build_app
 
