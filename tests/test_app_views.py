@@ -72,8 +72,11 @@ def test_parse_request(tiny_clip):
 
 
 def test_model_allow_list(tiny_clip, tmp_path, monkeypatch):
-    env = {"EL_MODEL_DIRS": os.pathsep.join([str(tmp_path / "missing"),
-                                             os.path.dirname(tiny_clip)])}
+    # a folder of this test's own (pytest's shared temp root holds every test's models)
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "tiny").symlink_to(tiny_clip, target_is_directory=True)
+    env = {"EL_MODEL_DIRS": os.pathsep.join([str(tmp_path / "missing"), str(models)])}
     allowed = allowed_local_models(env)
     assert list(allowed.values()) == [os.path.realpath(tiny_clip)]
     label = next(iter(allowed))

@@ -6,6 +6,7 @@ EL_SKIP_BROWSER=1 to skip it for a quick local run. Screenshots go to the test's
 """
 
 import pytest
+from browser_helpers import watch
 
 pytestmark = pytest.mark.slow
 
@@ -30,10 +31,7 @@ def _wait_status(page, text: str) -> None:
 
 def test_page_shows_default_view_then_runs_another_slice(browser, server, tmp_path):
     page = browser.new_page(viewport={"width": 1400, "height": 1700})
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
-            if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    problems = watch(page)
     page.goto(server, wait_until="domcontentloaded")
 
     # the default view: every figure drawn, without pressing anything
@@ -129,14 +127,6 @@ def _assert_nothing_cut_off(page) -> None:
     assert not bad, "\n".join(bad)
 
 
-def _watch(page) -> list[str]:
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
-            if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    return problems
-
-
 def _wait_text(page, selector: str, text: str) -> None:
     page.wait_for_function(
         "([sel, t]) => (document.querySelector(sel)?.innerText || '').includes(t)",
@@ -145,7 +135,7 @@ def _wait_text(page, selector: str, text: str) -> None:
 
 def test_benchmarks_tab_fills_the_table_and_history_restores(browser, server, tmp_path):
     page = browser.new_page(viewport={"width": 1400, "height": 1400})
-    problems = _watch(page)
+    problems = watch(page)
     page.goto(server, wait_until="domcontentloaded")
     _wait_status(page, "demo 0..7: 16 pairs")
     page.get_by_role("tab", name="Benchmarks").click()
@@ -171,7 +161,7 @@ def test_benchmarks_tab_fills_the_table_and_history_restores(browser, server, tm
 
 def test_a_deep_link_opens_the_same_view(browser, server, tmp_path):
     page = browser.new_page(viewport={"width": 1400, "height": 1700})
-    problems = _watch(page)
+    problems = watch(page)
     page.goto(server, wait_until="domcontentloaded")
     _wait_status(page, "demo 0..7: 16 pairs")
     for elem_id, value in (("el-start", "3"), ("el-count", "2")):
@@ -194,7 +184,7 @@ def test_a_deep_link_opens_the_same_view(browser, server, tmp_path):
     assert "start=3" in url and "mode=joint" in url and "pair=1" in url
 
     other = browser.new_page(viewport={"width": 1400, "height": 1700})
-    other_problems = _watch(other)
+    other_problems = watch(other)
     other.goto(url, wait_until="domcontentloaded")
     _wait_status(other, "demo 3..4: 4 pairs")
     other.wait_for_function("(document.querySelector('#el-pair input')?.value || '')"
@@ -217,7 +207,7 @@ def test_a_deep_link_opens_the_same_view(browser, server, tmp_path):
 
 def test_loss_tab_draws_whole_titles_and_shows_landscape_progress(browser, server, tmp_path):
     page = browser.new_page(viewport={"width": 1400, "height": 1600})
-    problems = _watch(page)
+    problems = watch(page)
     page.goto(server, wait_until="domcontentloaded")
     _wait_status(page, "demo 0..7: 16 pairs")
     page.get_by_role("tab", name="Loss surfaces").click()

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from browser_helpers import watch
 
 pytestmark = pytest.mark.slow
 
@@ -38,10 +39,7 @@ def test_a_compare_link_opens_the_tab_and_draws_every_plot(browser, app_server, 
                                                            tmp_path):
     url = app_server[1]
     page = browser.new_page(viewport={"width": 1400, "height": 2200})
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
-            if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    problems = watch(page)
     page.goto(f"{url}?tab=compare&model_b={small}&start=3&count=2&eig=2&mode=joint",
               wait_until="domcontentloaded")
     # the link selects the tab and presses Run: every plot is drawn
@@ -84,10 +82,7 @@ def test_a_compare_link_opens_the_tab_and_draws_every_plot(browser, app_server, 
 def test_a_flipped_benchmark_item_opens_in_the_compare_tab(browser, app_server, small,
                                                            tmp_path):
     page = browser.new_page(viewport={"width": 1400, "height": 2000})
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
-            if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    problems = watch(page)
     page.goto(app_server[1], wait_until="domcontentloaded")
     page.wait_for_function(
         "() => (document.querySelector('#el-status')?.innerText || '').includes('16 pairs')",

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from browser_helpers import watch
 
 pytestmark = pytest.mark.slow
 
@@ -26,10 +27,7 @@ def _wait_text(page, selector: str, text: str) -> None:
 
 def test_items_view_opens_a_failure_on_explore(browser, app_server, tmp_path):
     page = browser.new_page(viewport={"width": 1400, "height": 1600})
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
-            if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    problems = watch(page)
     page.goto(app_server[1], wait_until="domcontentloaded")
     _wait_text(page, "#el-status", "demo 0..7: 16 pairs")
     page.get_by_role("tab", name="Benchmarks").click()
