@@ -309,3 +309,19 @@ def test_history_lists_runs_and_restores_them(server):
     assert (controls["start"], controls["count"], controls["mode"]) == (1, 2, "joint")
     assert restored[6] is True and restored[5].selected == "explore"
     assert len(restored) == 8 + len(explore.restore_outputs)
+
+
+def test_a_training_run_in_the_history_reads_as_one_and_opens_the_train_tab(server):
+    from engineered_latents.ui.bench import history_rows
+
+    record = {"time": "2026-12-01T10:00:00", "kind": "train", "model": "/srv/models/base",
+              "out": "/srv/cache/models/my-run", "dataset": "demo", "loss": "contrastive",
+              "train": "full", "steps_done": 20, "best_step": 20,
+              "val": {"val_loss": 2.08, "r1_i2t": 31.25}}
+    (row,) = history_rows([record])
+    assert row[1] == "train" and row[2] == "base"  # the folder's name, not the server path
+    assert row[3] == "run my-run: contrastive on demo, full, 20 steps"
+    assert row[4] == "val_loss 2.08, r1_i2t 31.2"
+    restored = server[0].parts["bench"].on_history_pick([record], SimpleNamespace(index=[0, 0]))
+    assert "my-run" in restored[4] and "Train tab" in restored[4]
+    assert restored[5].selected == "train"

@@ -140,6 +140,12 @@ def _history_row(r: dict) -> list:
         return [str(r.get("time", "")), str(r.get("kind", "")),
                 f"{model} vs {', '.join(_model_name(str(o)) for o in other)}",
                 *_comparison_cells(r)]
+    if r.get("kind") == "train":
+        run = os.path.basename(os.path.normpath(str(r.get("out", "")))) or "?"
+        what = (f"run {run}: {r.get('loss')} on {r.get('dataset')}, {r.get('train')}, "
+                f"{r.get('steps_done')} steps")
+        numbers = ", ".join(f"{k} {v:.3g}" for k, v in (r.get("val") or {}).items())
+        return [str(r.get("time", "")), "train", model, what, numbers]
     if r.get("kind") == "bench":
         limit = (r.get("parameters") or {}).get("limit")
         what = f"{r.get('benchmark')} n={r.get('n')}" + (f" (limit {limit})" if limit else "")
@@ -495,7 +501,18 @@ class BenchTab:
         record = self._picked(records, evt)
         if record.get("kind") in ("compare", "bench-compare"):
             return self._comparison_pick(record)
+        if record.get("kind") == "train":
+            return self._train_pick(record)
         return self._history_pick(record)
+
+    def _train_pick(self, record: dict) -> tuple:
+        """A training run of the history: the Train tab, where its list of runs restores its
+        configuration and curves (a run lives under the cache's models folder by its name)."""
+        run = os.path.basename(os.path.normpath(str(record.get("out", "")))) or "?"
+        note = (f"Training run {run!r} of {record.get('time')}: pick it in the Train tab's list "
+                "of runs to see its configuration and curves.")
+        return (gr.skip(), gr.skip(), gr.skip(), False, V._md(note), gr.Tabs(selected="train"),
+                False, gr.skip(), *[gr.skip()] * len(self.explore.restore_outputs))
 
     @user_errors
     def on_history_select(self, records, evt: gr.SelectData):
