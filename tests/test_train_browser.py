@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from browser_helpers import watch
 
 pytestmark = pytest.mark.slow
 
@@ -53,10 +54,7 @@ def _fill(page, elem_id: str, value) -> None:
 def test_a_run_draws_growing_curves_and_its_model_is_listed(browser, server, tmp_path):
     url = server[1]
     page = browser.new_page(viewport={"width": 1400, "height": 1900})
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
-            if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    problems = watch(page)
     page.goto(url, wait_until="domcontentloaded")
     page.get_by_role("tab", name="Train").click()
     _fill(page, "el-train-name", "browser-run")
