@@ -325,3 +325,10 @@ def test_a_training_run_in_the_history_reads_as_one_and_opens_the_train_tab(serv
     restored = server[0].parts["bench"].on_history_pick([record], SimpleNamespace(index=[0, 0]))
     assert "my-run" in restored[4] and "Train tab" in restored[4]
     assert restored[5].selected == "train"
+    # the Train tab follows the same click: its restore for a train row, nothing for others
+    train = server[0].parts["train"]
+    shown = train.on_history_pick([record], SimpleNamespace(index=[0, 0]))
+    assert "no training run named 'my-run'" in shown[2]  # this server never trained it
+    cuts = {"kind": "cuts", "parameters": {}}
+    untouched = train.on_history_pick([cuts], SimpleNamespace(index=[0, 0]))
+    assert all(isinstance(v, type(untouched[0])) for v in untouched)

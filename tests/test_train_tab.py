@@ -168,6 +168,14 @@ def test_run_watch_stop_resume_finish_then_use_the_model(client, server, monkeyp
     assert (watched, name, model) == ("tab-run", "tab-run", "default")
     assert restored["steps"] == 20 and restored["batch_size"] == 8 and restored["lr"] == 1e-3
     assert restored["warmup"] == "2" and restored["loss"] == "contrastive"
+    # so does its row of the Benchmarks tab's run history (the same restore)
+    from types import SimpleNamespace
+
+    _, records = demo.parts["bench"].on_history()
+    row = next(i for i, r in enumerate(records) if r.get("kind") == "train"
+               and r.get("out", "").endswith("tab-run"))
+    assert tab.on_history_pick(records, SimpleNamespace(index=[row, 0])) == \
+        tab.restore("tab-run")
     # downloads: train.json, the curves, the model as a zip
     files = client.predict(api_name="/train_export")
     names = sorted(Path(f).name for f in files)

@@ -509,8 +509,8 @@ class BenchTab:
         """A training run of the history: the Train tab, where its list of runs restores its
         configuration and curves (a run lives under the cache's models folder by its name)."""
         run = os.path.basename(os.path.normpath(str(record.get("out", "")))) or "?"
-        note = (f"Training run {run!r} of {record.get('time')}: pick it in the Train tab's list "
-                "of runs to see its configuration and curves.")
+        note = (f"Training run {run!r} of {record.get('time')}: restored on the Train tab "
+                "(its configuration and curves).")
         return (gr.skip(), gr.skip(), gr.skip(), False, V._md(note), gr.Tabs(selected="train"),
                 False, gr.skip(), *[gr.skip()] * len(self.explore.restore_outputs))
 

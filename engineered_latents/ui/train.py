@@ -420,6 +420,24 @@ class TrainTab:
                                     [self.note, self.tabs, bench.model, bench.compare],
                                     api_name="train_bench", api_visibility="undocumented",
                                     queue=False)
+            # a training run picked in the Benchmarks tab's run history: restored here
+            bench.history_table.select(
+                self.on_history_pick, bench.records,
+                [self.watched, self.shown, self.note, self.name, self.model,
+                 *[self.fields[n] for n in FIELDS]], api_visibility="private", queue=False)
+
+    def on_history_pick(self, records, evt: gr.SelectData):
+        """`restore` for a `train` row of the run history (other rows leave this tab alone)."""
+        row = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
+        record = records[int(row)] if records and 0 <= int(row) < len(records) else {}
+        if record.get("kind") != "train":
+            return tuple(gr.skip() for _ in range(5 + len(FIELDS)))
+        name = os.path.basename(os.path.normpath(str(record.get("out", ""))))
+        try:
+            return self.restore(name)
+        except UserError as e:
+            return (gr.skip(), gr.skip(), page_text(str(e)),
+                    *[gr.skip() for _ in range(2 + len(FIELDS))])
 
     # ------------------------------------------------------------------ handlers
 
