@@ -29,7 +29,6 @@ class Control:
     link: str | None = None  # deep-link parameter name (default: `name`)
     flag: str | None = None  # CLI flag (default: --name-with-dashes)
     page_hi: float | None = None  # a smaller upper end for the page's slider
-    spec: str = "cut"  # which spec the value goes to: cut, slice or model
 
     @property
     def link_name(self) -> str:
@@ -105,16 +104,15 @@ CONTROLS: dict[str, Control] = {c.name: c for c in [
             "product as the original code", choices=("cosine", "dot")),
     Control("include_special", bool, False, "make the CLS patch and the start/end tokens graph "
             "nodes", link="special"),
-    Control("start", int, 0, "first example index", lo=0, hi=2**31 - 1, spec="slice"),
-    Control("count", int, 8, "number of examples", lo=1, hi=100_000, spec="slice"),
+    Control("start", int, 0, "first example index", lo=0, hi=2**31 - 1),
+    Control("count", int, 8, "number of examples", lo=1, hi=100_000),
     Control("crossed_pairs", bool, False, "Winoground-style examples: also pair image_0 with "
-            "caption_1 and image_1 with caption_0", link="crossed", spec="slice"),
+            "caption_1 and image_1 with caption_0", link="crossed"),
     Control("all_captions", bool, False, "coco, flickr30k: one pair per caption of each image "
-            "(default: the first caption only)", spec="slice"),
+            "(default: the first caption only)"),
     Control("layer", int, None, "hidden-state index for patch and token states (0 = embeddings, "
-            "-2 = second to last; default: last layer)", lo=-1000, hi=1000, spec="model"),
-    Control("patch_norm", bool, True, "vision post_layernorm before projecting patches",
-            spec="model"),
+            "-2 = second to last; default: last layer)", lo=-1000, hi=1000),
+    Control("patch_norm", bool, True, "vision post_layernorm before projecting patches"),
 ]}
 
 
