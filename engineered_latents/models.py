@@ -296,21 +296,21 @@ def _warn_once(message: str) -> None:
     log.info(message)
 
 
+CLIP_DEPTHS = (12, 12)  # transformers' CLIPConfig defaults (vision, text): ViT-B/32's
+
+
 def tower_depths(resolved: ResolvedModel) -> tuple[int, int]:
-    """(vision, text) transformer layers of a resolved model, read from its config.json."""
+    """(vision, text) transformer layers of a resolved model, read from its config.json (no
+    transformers import: the cached path of a cut stays light)."""
     import json
 
-    from transformers import CLIPConfig
-
     if resolved.path is None:  # demo weights: the B/32 architecture
-        config = CLIPConfig().to_dict()
-    else:
-        config = json.loads((Path(resolved.path) / "config.json").read_text())
-    default = CLIPConfig()
+        return CLIP_DEPTHS
+    config = json.loads((Path(resolved.path) / "config.json").read_text())
     vision = config.get("vision_config") or {}
     text = config.get("text_config") or {}
-    return (int(vision.get("num_hidden_layers", default.vision_config.num_hidden_layers)),
-            int(text.get("num_hidden_layers", default.text_config.num_hidden_layers)))
+    return (int(vision.get("num_hidden_layers", CLIP_DEPTHS[0])),
+            int(text.get("num_hidden_layers", CLIP_DEPTHS[1])))
 
 
 def check_layer(resolved: ResolvedModel, layer: int | None) -> None:

@@ -143,3 +143,15 @@ def test_layer_and_patch_norm_options_change_patch_embeddings(tiny_clip):
         states = lm.model.vision_model(pixel_values=pixels).last_hidden_state
         expected = lm.model.visual_projection(lm.model.vision_model.post_layernorm(states))
     np.testing.assert_allclose(base[0].patches, expected[0].numpy(), atol=1e-5)
+
+
+def test_tower_depths_read_the_config_and_default_like_transformers(tiny_clip):
+    from transformers import CLIPConfig
+
+    from engineered_latents.models import CLIP_DEPTHS, demo_resolved, resolve_model, tower_depths
+
+    assert tower_depths(resolve_model(tiny_clip)) == (2, 2)
+    default = CLIPConfig()
+    assert CLIP_DEPTHS == (default.vision_config.num_hidden_layers,
+                           default.text_config.num_hidden_layers)
+    assert tower_depths(demo_resolved()) == CLIP_DEPTHS
