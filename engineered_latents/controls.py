@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from . import argtypes
 from .config import AUTO_CLUSTERS
-from .errors import UserError
+from .errors import UserError, quoted
 
 
 @dataclass(frozen=True)
@@ -50,19 +50,19 @@ class Control:
             if self.kind is int and isinstance(value, float) and value != converted:
                 raise ValueError(value)
         except (TypeError, ValueError, OverflowError):
-            raise UserError(f"{self.name} is {_shown(value)}: give a "
+            raise UserError(f"{self.name} is {quoted(value)}: give a "
                             f"{'whole number' if self.kind is int else self.kind.__name__}."
                             ) from None
         if self.choices is not None and converted not in self.choices:
-            raise UserError(f"{self.name} is {_shown(value)}: choose one of "
+            raise UserError(f"{self.name} is {quoted(value)}: choose one of "
                             f"{', '.join(map(str, self.choices))}.")
         if self.kind in (int, float):
             if not math.isfinite(converted):
-                raise UserError(f"{self.name} is {_shown(value)}: give a finite number.")
+                raise UserError(f"{self.name} is {quoted(value)}: give a finite number.")
             low = self.lo is not None and (converted <= self.lo if self.lo_open
                                            else converted < self.lo)
             if low or (self.hi is not None and converted > self.hi):
-                raise UserError(f"{self.name} is {_shown(value)}: {self.range_text()}.")
+                raise UserError(f"{self.name} is {quoted(value)}: {self.range_text()}.")
         return converted
 
     def range_text(self) -> str:
@@ -83,11 +83,6 @@ class Control:
 
 def _int(bound):
     return None if bound is None else int(bound)
-
-
-def _shown(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:39] + "…"
 
 
 CONTROLS: dict[str, Control] = {c.name: c for c in [

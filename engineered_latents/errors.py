@@ -7,3 +7,9 @@ Programming errors are not wrapped in it.
 
 class UserError(Exception):
     """Something the user asked for cannot be done; the message says what to do instead."""
+
+
+def quoted(value, limit: int = 40) -> str:
+    """`repr(value)` for a message, cut to `limit` characters (a user's value may be 100 KB)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

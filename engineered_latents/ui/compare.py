@@ -232,6 +232,17 @@ def pair_views(view: CompareView, pair, eig) -> tuple:
 # ----------------------------------------------------------------------------- the tab
 
 
+
+def _model_row(choices, side: str) -> tuple:
+    """A model picker (listed models or a typed Hub id) and its optional layer, for one side."""
+    with gr.Row():
+        model = C.Dropdown(choices, value=DEFAULT_CHOICE, allow_custom_value=True,
+                           label=f"Model {side}", info="or type a Hub id",
+                           elem_id=f"el-compare-model-{side.lower()}", scale=3)
+        layer = gr.Number(None, precision=0, label=f"Layer {side}", info="empty = last",
+                          elem_id=f"el-compare-layer-{side.lower()}", scale=1, min_width=80)
+    return model, layer
+
 class CompareTab:
     """Builds the tab inside the current Blocks; `tabs` is selected by a deep link."""
 
@@ -255,22 +266,8 @@ class CompareTab:
                 self.indices = gr.Textbox("", label="Or example indices",
                                           placeholder="e.g. 3, 7, 12-15", max_length=V.MAX_TEXT,
                                           elem_id="el-compare-indices")
-                with gr.Row():
-                    self.model_a = C.Dropdown(choices, value=DEFAULT_CHOICE,
-                                              allow_custom_value=True, label="Model A",
-                                              info="or type a Hub id", elem_id="el-compare-model-a",
-                                              scale=3)
-                    self.layer_a = gr.Number(None, precision=0, label="Layer A",
-                                             info="empty = last", elem_id="el-compare-layer-a",
-                                             scale=1, min_width=80)
-                with gr.Row():
-                    self.model_b = C.Dropdown(choices, value=DEFAULT_CHOICE,
-                                              allow_custom_value=True, label="Model B",
-                                              info="or type a Hub id", elem_id="el-compare-model-b",
-                                              scale=3)
-                    self.layer_b = gr.Number(None, precision=0, label="Layer B",
-                                             info="empty = last", elem_id="el-compare-layer-b",
-                                             scale=1, min_width=80)
+                self.model_a, self.layer_a = _model_row(choices, "A")
+                self.model_b, self.layer_b = _model_row(choices, "B")
                 self.mode = C.Radio(["scalar", "joint"], value="scalar", label="Graph",
                                     info="scalar: one NCut over both models' affinity nodes; "
                                          "joint: a cut each, eigenvectors matched")

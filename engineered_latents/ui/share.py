@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from urllib.parse import urlencode
 
 from ..controls import CONTROLS
-from ..errors import UserError
+from ..errors import UserError, quoted
 
 # the controls a link carries, in a link's order: their kinds and ranges are the control table's
 _LINKED = ("dataset", "start", "count", "indices", "model", "mode", "n_eig", "sharpness",
@@ -112,7 +112,7 @@ def parse(params: Mapping, defaults: Mapping,
 
 
 def _value(name: str, kind: type, raw: str, allowed: Sequence[str] | None):
-    shown = repr(raw[:40] + ("…" if len(raw) > 40 else ""))
+    shown = quoted(raw)
     if len(raw) > MAX_LENGTH:
         raise UserError(f"too long: {len(raw)} characters")
     if kind is bool:

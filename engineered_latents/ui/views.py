@@ -28,7 +28,7 @@ from ..cache import Cache
 from ..config import CutSpec, Settings, SliceSpec
 from ..controls import CONTROLS
 from ..data import Example, dataset_names
-from ..errors import UserError
+from ..errors import UserError, quoted
 from ..pipeline import CutsRun, compute_cuts, open_dataset
 from . import gpu, privacy
 from .models import model_spec_for
@@ -56,7 +56,7 @@ class Request:
 def _as_int(value, name: str) -> int:
     if value is None or (isinstance(value, str) and not value.strip()):
         raise UserError(f"{name} is empty: give a whole number.")
-    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:39] + "…"
+    shown = quoted(value)
     if isinstance(value, int | np.integer) and not isinstance(value, bool):
         return int(value)  # exact, however large (the range check follows)
     try:
