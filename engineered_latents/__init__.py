@@ -10,18 +10,41 @@ A notebook needs one import:
 
 __version__ = "0.1.0"
 
-from . import history, landscape, losses  # noqa: E402
-from .benchmarks import BENCHMARKS, run_benchmark  # noqa: E402
-from .cache import Cache  # noqa: E402
-from .compare import CompareRun, compare_cuts  # noqa: E402
-from .config import CutSpec, ModelSpec, Settings, SliceSpec  # noqa: E402
-from .cuts import CutResult, kway_labels, run_ncut  # noqa: E402
-from .data import Example, dataset_names, describe_datasets, get_dataset  # noqa: E402
-from .errors import UserError  # noqa: E402
-from .finetune import TrainSpec, train  # noqa: E402
-from .models import DEFAULT_MODEL, load_model, resolve_model  # noqa: E402
-from .output import save, summary  # noqa: E402
-from .pipeline import CutsRun, compute_cuts, cut_examples  # noqa: E402
+# Every public name is imported on first use (PEP 562), so `import engineered_latents` is cheap
+# and a cached `cuts` process never imports torch or transformers; `el.compute_cuts` etc. work
+# as before. The submodules `history`, `landscape` and `losses` are attributes the same way.
+_LAZY = {
+    "BENCHMARKS": "benchmarks", "run_benchmark": "benchmarks",
+    "Cache": "cache",
+    "CompareRun": "compare", "compare_cuts": "compare",
+    "CutSpec": "config", "ModelSpec": "config", "Settings": "config", "SliceSpec": "config",
+    "CutResult": "cuts", "kway_labels": "cuts", "run_ncut": "cuts",
+    "Example": "data", "dataset_names": "data", "describe_datasets": "data",
+    "get_dataset": "data",
+    "UserError": "errors",
+    "TrainSpec": "finetune", "train": "finetune",
+    "DEFAULT_MODEL": "models", "load_model": "models", "resolve_model": "models",
+    "save": "output", "summary": "output",
+    "CutsRun": "pipeline", "compute_cuts": "pipeline", "cut_examples": "pipeline",
+}
+_SUBMODULES = ("history", "landscape", "losses")
+
+
+def __getattr__(name: str):
+    import importlib
+
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    globals()[name] = value  # once: later lookups are plain attributes
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "BENCHMARKS", "Cache", "CompareRun", "CutResult", "CutSpec", "CutsRun", "DEFAULT_MODEL",
