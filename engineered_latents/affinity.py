@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from .errors import UserError
+from .lazy import torch  # imported on first use (a cached run needs none)
 
 SIMILARITIES = ("cosine", "dot")
 

@@ -18,10 +18,10 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from .affinity import Affinities
 from .errors import UserError
+from .lazy import torch  # imported on first use (a cached run needs none)
 
 MODES = ("scalar", "joint")
 _NCUT_LOCK = threading.Lock()

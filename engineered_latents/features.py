@@ -14,11 +14,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from PIL import Image
 
 from .cache import Cache, cache_key
 from .data import images as image_files
+from .lazy import inference_mode, torch  # imported on first use (a cached run needs none)
 from .models import LoadedModel, dtype_name
 from .prefetch import prefetched
 
@@ -131,7 +131,7 @@ def _hidden(output, layer: int | None) -> torch.Tensor:
     return output.last_hidden_state if layer is None else output.hidden_states[layer]
 
 
-@torch.inference_mode()
+@inference_mode
 def _image_forward(
     lm: LoadedModel, pixels: torch.Tensor, settings: EncodeSettings
 ) -> list[ImageFeatures]:
@@ -146,7 +146,7 @@ def _image_forward(
     return [ImageFeatures(p.cpu().numpy(), q.cpu().numpy()) for p, q in zip(patches, pooled)]
 
 
-@torch.inference_mode()
+@inference_mode
 def _text_forward(
     lm: LoadedModel, captions: list[str], tokenized: tuple[dict, list[bool]],
     settings: EncodeSettings,
@@ -205,7 +205,7 @@ def _word(text: TextFeatures, positions: list[int]) -> tuple[str, list[int]]:
 
 
 
-@torch.inference_mode()
+@inference_mode
 def pooled_image_embeddings(lm: LoadedModel, images: Sequence[Image.Image]) -> np.ndarray:
     """[n, D] L2-normalized image embeddings (the benchmark path: no per-patch states kept)."""
     if not images:
@@ -215,7 +215,7 @@ def pooled_image_embeddings(lm: LoadedModel, images: Sequence[Image.Image]) -> n
     return _normalize(lm.model.visual_projection(out.pooler_output).float()).cpu().numpy()
 
 
-@torch.inference_mode()
+@inference_mode
 def pooled_text_embeddings(lm: LoadedModel, captions: Sequence[str]) -> np.ndarray:
     """[n, D] L2-normalized caption embeddings (truncated to the model's 77 tokens)."""
     if not captions:

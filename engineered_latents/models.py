@@ -26,9 +26,8 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse
 
-import torch
-
 from .errors import UserError
+from .lazy import torch  # imported on first use: a cached run's key needs no torch
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +88,23 @@ class LoadedModel:
 # ----------------------------------------------------------------------------- devices
 
 
+def device_type(requested: str | None = None) -> str:
+    """The type ("cpu", "cuda", "mps") of the device `pick_device(requested)` picks, without
+    importing torch where the answer is certain: CPU asked for, or nothing asked for on a Linux
+    machine with no GPU device nodes (NVIDIA, ROCm, WSL). The cache keys use it, so a cached
+    run never imports torch."""
+    import sys
+
+    if "torch" not in sys.modules:
+        if requested == "cpu":
+            return "cpu"
+        if not requested or requested == "auto":
+            gpu_nodes = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+            if sys.platform.startswith("linux") and not any(map(os.path.exists, gpu_nodes)):
+                return "cpu"
+    return pick_device(requested).type
+
+
 def pick_device(requested: str | None = None) -> torch.device:
     """`requested` if given ("cpu", "cuda", "cuda:1", "mps"), else CUDA, else MPS, else CPU."""
     if requested and requested != "auto":
@@ -108,11 +124,16 @@ def pick_device(requested: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPE_NAMES = ("float32", "float16", "bfloat16")
 
 
 def pick_dtype(requested: str | None, device: torch.device,
                cpu_bf16: bool | None = None) -> torch.dtype:
+    """The torch dtype of `dtype_choice(requested, device.type, cpu_bf16)`."""
+    return getattr(torch, dtype_choice(requested, device.type, cpu_bf16))
+
+
+def dtype_choice(requested: str | None, device_type: str, cpu_bf16: bool | None = None) -> str:
     """Encoder dtype: `requested` ("float32", "float16", "bfloat16"), else ("auto" or None)
     float16 on CUDA, bfloat16 on a CPU with native bf16 units, float32 elsewhere.
 
@@ -121,19 +142,19 @@ def pick_dtype(requested: str | None, device: torch.device,
     every score are float32, whatever the encoders run in.
     """
     if requested and requested != "auto":
-        if requested not in _DTYPES:
-            raise UserError(f"Unknown dtype {requested!r}: use one of {', '.join(_DTYPES)}.")
-        return _DTYPES[requested]
-    if device.type == "cuda":
-        return torch.float16
-    if device.type == "cpu":
+        if requested not in DTYPE_NAMES:
+            raise UserError(f"Unknown dtype {requested!r}: use one of {', '.join(DTYPE_NAMES)}.")
+        return requested
+    if device_type == "cuda":
+        return "float16"
+    if device_type == "cpu":
         if cpu_bf16 is None:
             from .config import Settings
 
             cpu_bf16 = Settings.from_env().cpu_bf16
         if cpu_bf16 if cpu_bf16 is not None else cpu_has_native_bf16():
-            return torch.bfloat16
-    return torch.float32
+            return "bfloat16"
+    return "float32"
 
 
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of native bf16 units
@@ -237,14 +258,14 @@ def _hash_files(path: Path, stamp: tuple, full_hash_below: int = 64 << 20) -> st
 
 
 def _resolve_hub(repo_id: str, fallback: bool) -> ResolvedModel:
-    from huggingface_hub import snapshot_download
-
     cached = _cached_snapshot(repo_id)
     if cached is not None:
         return _hub_resolved(repo_id, cached)
     if hub_offline():
         reason = "there is no network and it is not in the local Hugging Face cache"
         return _unavailable(repo_id, reason, fallback)
+    from huggingface_hub import snapshot_download
+
     try:
         path = snapshot_download(repo_id, allow_patterns=_HUB_FILES)
     except Exception as e:  # noqa: BLE001 - every Hub failure gets a message below
@@ -253,6 +274,18 @@ def _resolve_hub(repo_id: str, fallback: bool) -> ResolvedModel:
 
 
 def _cached_snapshot(repo_id: str) -> str | None:
+    # The cache's own layout first (refs/main names the snapshot folder): importing
+    # snapshot_download takes a second, which a cached run should not pay.
+    from huggingface_hub import constants
+
+    repo_dir = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}"
+    if not repo_dir.is_dir():
+        return None  # nothing of this repository is cached
+    ref = repo_dir / "refs" / "main"
+    if ref.is_file():
+        snapshot = repo_dir / "snapshots" / ref.read_text().strip()
+        if (snapshot / "config.json").is_file():
+            return str(snapshot)
     from huggingface_hub import snapshot_download
 
     try:
@@ -464,7 +497,7 @@ def check_fits(resolved: ResolvedModel, device: torch.device, dtype: torch.dtype
 def _load_cached(resolved: ResolvedModel, device: str, dtype: str) -> LoadedModel:
     from transformers import CLIPModel
 
-    check_fits(resolved, torch.device(device), _DTYPES[dtype])
+    check_fits(resolved, torch.device(device), getattr(torch, dtype))
     if resolved.demo_weights and resolved.path is None:
         model = _demo_model(int(resolved.weights_id.rsplit("-", 1)[1]))
     else:
@@ -472,9 +505,9 @@ def _load_cached(resolved: ResolvedModel, device: str, dtype: str) -> LoadedMode
             model = CLIPModel.from_pretrained(resolved.path)
         except (OSError, ValueError) as e:
             raise UserError(f"Cannot load model {resolved.name!r}: {e}") from e
-    model = model.to(device=device, dtype=_DTYPES[dtype]).eval()
+    model = model.to(device=device, dtype=getattr(torch, dtype)).eval()
     max_length = model.config.text_config.max_position_embeddings
     return LoadedModel(
         resolved, model, _tokenizer(resolved.path, max_length), _image_processor(resolved.path),
-        torch.device(device), _DTYPES[dtype],
+        torch.device(device), getattr(torch, dtype),
     )

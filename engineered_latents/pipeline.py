@@ -32,10 +32,10 @@ from .features import (
 from .models import (
     ResolvedModel,
     check_layer,
+    device_type,
+    dtype_choice,
     dtype_name,
     load_model,
-    pick_device,
-    pick_dtype,
     resolve_model,
 )
 
@@ -208,13 +208,14 @@ def _check_cut_spec(spec: CutSpec) -> None:
 
 
 def _ncut_device(model_spec: ModelSpec) -> str:
-    return "cuda" if pick_device(model_spec.device).type == "cuda" else "cpu"
+    return "cuda" if device_type(model_spec.device) == "cuda" else "cpu"
 
 
 def _cuts_key(model, model_spec, dataset, indices, slice_spec, cut_spec) -> str:
-    device = pick_device(model_spec.device)
+    # device and dtype by name: computing the key (a cache hit) imports no torch
+    dtype = dtype_choice(model_spec.dtype, device_type(model_spec.device))
     return cache_key("cuts", {
-        "weights": model.weights_id, "dtype": dtype_name(pick_dtype(model_spec.dtype, device)),
+        "weights": model.weights_id, "dtype": dtype,
         "layer": model_spec.layer, "patch_norm": model_spec.patch_norm,
         "prep": PREPROCESSING_VERSION, "normalize": image_files.NORMALIZE_VERSION,
         "pipeline": PIPELINE_VERSION, "dataset": dataset.name, "split": dataset.split,
@@ -337,7 +338,8 @@ def provenance_versions() -> dict:
     import torch
     import transformers
 
-    return {"torch": torch.__version__, "transformers": transformers.__version__,
+    # plain str: torch's TorchVersion would make unpickling a cached result import torch
+    return {"torch": str(torch.__version__), "transformers": transformers.__version__,
             "ncut-pytorch": version("ncut-pytorch"), "engineered_latents": __version__}
 
 

@@ -29,10 +29,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
-
 from ..errors import UserError
+from ..lazy import LazyModule, torch  # imported on first use: the CLI's parser reads LOSSES
+
+F = LazyModule("torch.nn.functional")
 
 EPS = 1e-8  # the research's epsilon in row norms and the CKA denominator
 

@@ -20,36 +20,30 @@ word's patch map can be checked against them.
   `--eval-only` re-measures.
 """
 
-from .card import TrainReport, model_card, summary_lines
-from .cli import add_arguments, main, train_command
-from .data import (
-    RENDER_SIZE,
-    Claim,
-    Sample,
-    claim_holds,
-    hard_pair,
-    localization_set,
-    positives,
-    random_sample,
-    retrieval_set,
-    training_batch,
-    whatsup_set,
-    winoground_set,
-)
-from .evaluation import (
-    eval_demo_slice,
-    eval_retrieval,
-    eval_whatsup,
-    eval_winoground,
-    evaluate,
-    localization,
-    raw_affinities,
-    scalar_sign,
-    untrained_localization,
-    word_map,
-)
-from .model import ToyConfig, clip_config, image_processor, save, to_pixels
-from .training import late_interaction, train
+# Imported on first use (PEP 562): the CLI's parser reads `add_arguments` without torch.
+_LAZY = {name: module for module, names in {
+    "card": ("TrainReport", "model_card", "summary_lines"),
+    "cli": ("add_arguments", "main", "train_command"),
+    "data": ("RENDER_SIZE", "Claim", "Sample", "claim_holds", "hard_pair", "localization_set",
+             "positives", "random_sample", "retrieval_set", "training_batch", "whatsup_set",
+             "winoground_set"),
+    "evaluation": ("eval_demo_slice", "eval_retrieval", "eval_whatsup", "eval_winoground",
+                   "evaluate", "localization", "raw_affinities", "scalar_sign",
+                   "untrained_localization", "word_map"),
+    "model": ("ToyConfig", "clip_config", "image_processor", "save", "to_pixels"),
+    "training": ("late_interaction", "train"),
+}.items() for name in names}
+
+
+def __getattr__(name: str):
+    import importlib
+
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "RENDER_SIZE", "Claim", "Sample", "ToyConfig", "TrainReport", "add_arguments",

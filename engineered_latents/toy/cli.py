@@ -9,14 +9,10 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
 from .. import argtypes
 from ..errors import UserError
 from .card import TrainReport, model_card, summary_lines
-from .evaluation import evaluate
-from .model import ToyConfig, save
-from .training import train
+from .model import ToyConfig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,7 +37,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def train_command(args) -> int:
+    import torch
+
     from ..models import load_model, resolve_model
+    from .evaluation import evaluate
+    from .model import save
+    from .training import train
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
