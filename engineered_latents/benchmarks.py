@@ -37,6 +37,7 @@ class Benchmark:
     kind: str  # winoground | whatsup | retrieval | imagenet
     hub_folder: str  # its folder under --data-root (the Hub repository's name)
     reference: dict = field(default_factory=dict)  # published numbers for REFERENCE_MODEL, %
+    # (other models' published numbers: `MODEL_REFERENCES`; read both through `published_for`)
     published_n: int | None = None  # examples in the published evaluation (None: whole split)
     options: dict = field(default_factory=dict)  # adapter options
 
@@ -426,6 +427,26 @@ def _item_ids(batches: list[dict], hits: dict, given: dict) -> dict:
     return ids
 
 
+# Published numbers of models other than REFERENCE_MODEL, with their sources:
+# {model id: {benchmark: {metric: %}}} and {model id: source}. A number is shown only for the
+# model it was published for. None are given for the LAION, DataComp or MetaCLIP presets: the
+# project's references (REFERENCE.md) have none for them.
+MODEL_REFERENCES: dict[str, dict[str, dict[str, float]]] = {}
+MODEL_REFERENCE_SOURCES: dict[str, str] = {}
+
+
+def published_for(bench: Benchmark | str, model_name: str | None,
+                  demo_weights: bool = False) -> dict:
+    """The published numbers of `bench` for the model `model_name` ({} when none were
+    published for that model, and for demo weights, which are not the model named)."""
+    bench = BENCHMARKS[bench] if isinstance(bench, str) else bench
+    if demo_weights or model_name is None:
+        return {}
+    if model_name == REFERENCE_MODEL:
+        return dict(bench.reference)
+    return dict(MODEL_REFERENCES.get(model_name, {}).get(bench.name, {}))
+
+
 def _record(cache: Cache, result: BenchResult) -> None:
     history.append(cache.directory, {
         "kind": "bench", "benchmark": result.benchmark, "model": result.model,
@@ -439,13 +460,16 @@ def _finish(result, bench, model, dataset, dtype, limit, skipped, started) -> No
     from .pipeline import provenance_versions
 
     full = limit is None and (bench.published_n is None or result.n >= bench.published_n)
+    published = published_for(bench, model.name)
     if model.demo_weights:
         result.notes.append({"warning": model.warning})
-    elif model.name == REFERENCE_MODEL and full and not skipped:
-        result.reference = dict(bench.reference)
-    elif bench.reference:
+    elif published and full and not skipped:
+        result.reference = published
+        if model.name in MODEL_REFERENCE_SOURCES:
+            result.notes.append({"reference_source": MODEL_REFERENCE_SOURCES[model.name]})
+    elif bench.reference or published:
         result.notes.append({"reference": "left blank: " + (
-            "another model" if model.name != REFERENCE_MODEL else
+            "none published for this model" if not published else
             "a subset (a retrieval subset also has a smaller gallery)" if limit is not None else
             f"{len(skipped)} examples could not be read" if skipped else
             f"{result.n} examples, fewer than the published {bench.published_n}")})

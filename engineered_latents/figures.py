@@ -481,7 +481,7 @@ def bench_bars(
     known = [i for i, p in enumerate(published) if p is not None]
     if known:
         fig.add_trace(go.Scatter(
-            x=known, y=[published[i] for i in known], mode="markers", name="published (B/32)",
+            x=known, y=[published[i] for i in known], mode="markers", name="published",
             marker=dict(symbol="diamond", size=11, color="#d62728"),
             hovertemplate="published %{y:.2f}<extra></extra>"))
     fig.update_xaxes(tickmode="array", tickvals=list(range(n)), ticktext=names,

@@ -204,28 +204,70 @@ def resolve_model(name: str | None = None) -> ResolvedModel:
 
 
 def _resolve_local(path: Path, name: str) -> ResolvedModel:
-    config = path / "config.json"
-    if not config.is_file():
-        raise UserError(
-            f"{name!r} is not a model directory (no config.json): give a folder written by "
-            "CLIPModel.save_pretrained, or a Hub id."
-        )
-    _check_is_clip(config, name)
+    files = [p.name for p in path.iterdir() if p.is_file()]
+    check_checkpoint(files, name, lambda: _read_config(path / "config.json", name))
     return ResolvedModel(name, f"local:{model_dir_digest(path)}", str(path.resolve()))
 
 
-def _check_is_clip(config: Path, name: str) -> None:
+# model_type values of config.json this package loads (the SigLIP loader adds its own)
+SUPPORTED_MODEL_TYPES = {"clip"}
+# a transformers checkpoint's weights: one file, or the index of a sharded one
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+OPEN_CLIP_FILES = ("open_clip_config.json", "open_clip_pytorch_model.bin",
+                   "open_clip_model.safetensors")
+# named in the messages: Hub repositories with transformers weights (the page's presets)
+TRANSFORMERS_EXAMPLES = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K or openai/clip-vit-base-patch32"
+
+
+def check_checkpoint(files, name: str, read_config) -> None:
+    """Refuse, before any weights are downloaded, a checkpoint this package cannot load: an
+    open_clip-only one, one without config.json, one of another architecture (config.json's
+    model_type not in `SUPPORTED_MODEL_TYPES`), one without transformers weights.
+
+    `files`: the file names of the Hub repository or local folder; `read_config()`: its
+    config.json as a dict (called only when the file is there)."""
+    files = {str(f).rsplit("/", 1)[-1] for f in files}
+    weights = bool(files & set(WEIGHT_FILES))
+    if not weights and files & set(OPEN_CLIP_FILES):
+        raise UserError(
+            f"{name!r} is not supported: open_clip-only checkpoint; the open_clip package "
+            "pulls torchvision, which does not "
+            "install beside the CPU torch build used here; pick a repository with transformers "
+            f"weights (config.json and model.safetensors) such as {TRANSFORMERS_EXAMPLES}.")
+    if "config.json" not in files:
+        raise UserError(
+            f"{name!r} is not a model directory (no config.json): give a folder written by "
+            "CLIPModel.save_pretrained, or a Hub id.")
+    model_type = read_config().get("model_type")
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise UserError(
+            f"{name!r} is a {model_type!r} model, not a CLIP model: give a transformers CLIP "
+            f"checkpoint (config.json model_type {' or '.join(sorted(SUPPORTED_MODEL_TYPES))}, "
+            f"e.g. {TRANSFORMERS_EXAMPLES}).")
+    if not weights:
+        raise UserError(
+            f"{name!r} has no transformers weights ({', '.join(WEIGHT_FILES[::2])} or a sharded "
+            f"index): pick a repository or folder that has them, such as "
+            f"{TRANSFORMERS_EXAMPLES}.")
+
+
+def _read_config(config: Path, name: str) -> dict:
     import json
 
     try:
-        model_type = json.loads(config.read_text()).get("model_type")
+        data = json.loads(config.read_text())
     except (OSError, ValueError) as e:
         raise UserError(f"{name!r} has an unreadable config.json: {e}") from e
-    if model_type != "clip":
-        raise UserError(
-            f"{name!r} is a {model_type!r} model, not a CLIP model: give a transformers CLIP "
-            "checkpoint (e.g. openai/clip-vit-base-patch32)."
-        )
+    if not isinstance(data, dict):
+        raise UserError(f"{name!r} has a config.json that is not a JSON object.")
+    return data
+
+
+def _check_is_clip(config: Path, name: str) -> None:
+    """A downloaded snapshot: config.json's model_type and the weights (`check_checkpoint`)."""
+    files = [p.name for p in config.parent.iterdir()] if config.parent.is_dir() else []
+    check_checkpoint(files, name, lambda: _read_config(config, name))
 
 
 def model_dir_digest(path: Path) -> str:
@@ -267,10 +309,56 @@ def _resolve_hub(repo_id: str, fallback: bool) -> ResolvedModel:
     from huggingface_hub import snapshot_download
 
     try:
-        path = snapshot_download(repo_id, allow_patterns=_HUB_FILES)
+        files = hub_repo_files(repo_id)
+    except Exception as e:  # noqa: BLE001 - a missing or gated repository gets its message
+        if _is_refusal(e):
+            return _unavailable(repo_id, _hub_error_reason(e), fallback)
+        files = None  # the listing failed otherwise: the download below says why, if it fails
+    if files is not None:
+        check_checkpoint(files, repo_id, lambda: _hub_config(repo_id))
+    try:
+        path = snapshot_download(repo_id, allow_patterns=_download_patterns(files),
+                                 ignore_patterns=_HUB_IGNORED)
     except Exception as e:  # noqa: BLE001 - every Hub failure gets a message below
         return _unavailable(repo_id, _hub_error_reason(e), fallback)
     return _hub_resolved(repo_id, path)
+
+
+_HUB_IGNORED = ["open_clip_*"]  # a repository with both: open_clip's copy is not downloaded
+
+
+def hub_repo_files(repo_id: str) -> list[str]:
+    """The file names of a Hub repository (no download; the checks before a download)."""
+    from huggingface_hub import list_repo_files
+
+    return list_repo_files(repo_id)
+
+
+def _hub_config(repo_id: str) -> dict:
+    """A Hub repository's config.json, downloaded alone (a few kB) before its weights."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        path = hf_hub_download(repo_id, "config.json")
+    except Exception as e:  # noqa: BLE001 - every Hub failure gets a message
+        raise UserError(f"Cannot load model {repo_id!r}: {_hub_error_reason(e)}.") from e
+    return _read_config(Path(path), repo_id)
+
+
+def _download_patterns(files: list[str] | None) -> list[str]:
+    """What to download: config, tokenizer and safetensors weights; the .bin weights instead
+    where a repository has no safetensors."""
+    if files is not None and not any(f.endswith(".safetensors") and
+                                     not f.rsplit("/", 1)[-1].startswith("open_clip")
+                                     for f in files):
+        return [*_HUB_FILES, "pytorch_model*.bin"]
+    return list(_HUB_FILES)
+
+
+def _is_refusal(error: Exception) -> bool:
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    return isinstance(error, GatedRepoError | RepositoryNotFoundError)
 
 
 def _cached_snapshot(repo_id: str) -> str | None:
@@ -284,7 +372,7 @@ def _cached_snapshot(repo_id: str) -> str | None:
     ref = repo_dir / "refs" / "main"
     if ref.is_file():
         snapshot = repo_dir / "snapshots" / ref.read_text().strip()
-        if (snapshot / "config.json").is_file():
+        if _complete(snapshot):
             return str(snapshot)
     from huggingface_hub import snapshot_download
 
@@ -292,7 +380,14 @@ def _cached_snapshot(repo_id: str) -> str | None:
         path = snapshot_download(repo_id, allow_patterns=_HUB_FILES, local_files_only=True)
     except Exception:  # noqa: BLE001 - "not cached" comes in several exception types
         return None
-    return path if (Path(path) / "config.json").is_file() else None
+    return path if _complete(Path(path)) else None
+
+
+def _complete(snapshot: Path) -> bool:
+    """A cached snapshot with config.json and weights; one with config.json alone (only the
+    checks before a download ran, or the download broke off) is not: its weights are fetched."""
+    return (snapshot / "config.json").is_file() and any(
+        (snapshot / name).is_file() for name in WEIGHT_FILES)
 
 
 def _hub_resolved(repo_id: str, path: str) -> ResolvedModel:

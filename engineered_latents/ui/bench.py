@@ -22,7 +22,7 @@ import gradio as gr
 
 from .. import bench_compare, history
 from .. import figures as F
-from ..benchmarks import BENCHMARKS, REFERENCE_MODEL, BenchResult, run_benchmark
+from ..benchmarks import BENCHMARKS, BenchResult, published_for, run_benchmark
 from ..config import Settings
 from ..errors import UserError
 from . import components as C
@@ -34,7 +34,7 @@ from .models import DEFAULT_CHOICE, choice_for, model_choices, model_spec_for
 from .privacy import redact, scrub
 
 BENCH_HEADERS = ["benchmark", "metric", "value", "95% CI low", "95% CI high",
-                 "published (B/32)", "difference", "n", "status"]
+                 "published (this model)", "difference", "n", "status"]
 HISTORY_HEADERS = ["time", "kind", "model", "run", "numbers"]
 NO_COMPARE = "none"  # the "compare with" dropdown's value for a single-model run
 PAIRED_HEADERS = ["benchmark", "metric", "A", "B", "B - A", "paired 95% CI low",
@@ -71,10 +71,11 @@ def result_status(result: BenchResult) -> str:
 
 def bench_rows(results: dict[str, BenchResult]) -> list[list]:
     """A row per (benchmark, metric): the live value, its 95% interval (when final), the
-    published reference for ViT-B/32 and the difference (only where comparable)."""
+    published number for the result's own model, if one was published for it (never another
+    model's), and the difference (only where comparable)."""
     rows = []
     for name, result in results.items():
-        published = BENCHMARKS[name].reference
+        published = published_for(BENCHMARKS[name], result.model, result.demo_weights)
         for metric, value in result.metrics.items():
             lo, hi = result.ci95.get(metric, (None, None))
             diff = result.reference.get(metric)
@@ -93,9 +94,11 @@ def bench_chart(results: dict[str, BenchResult]):
             labels.append(f"{name}: {metric}")
             values.append(value)
             ci.append(tuple(result.ci95[metric]) if metric in result.ci95 else None)
-            published.append(BENCHMARKS[name].reference.get(metric))
+            published.append(published_for(BENCHMARKS[name], result.model,
+                                           result.demo_weights).get(metric))
     models = sorted({(r.model, r.demo_weights) for r in results.values()})
-    title = [f"scores (%) with 95% intervals; published numbers are for {REFERENCE_MODEL}",
+    title = ["scores (%) with 95% intervals; published numbers only where they were published "
+             "for this model",
              "model " + ", ".join(_model_name(m) + (" (DEMO weights: meaningless)" if demo else "")
                                   for m, demo in models)]
     return F.bench_bars(labels, values, ci, published, title)

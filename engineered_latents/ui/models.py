@@ -20,6 +20,11 @@ HUB_MODELS = (
     ("ViT-B/32", DEFAULT_MODEL),
     ("ViT-B/16", "openai/clip-vit-base-patch16"),
     ("ViT-L/14", "openai/clip-vit-large-patch14"),
+    # open CLIPs with transformers weights (CLIPModel), next to their open_clip ones
+    ("LAION ViT-B/32", "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"),
+    ("LAION ViT-H/14", "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"),
+    ("DataComp ViT-L/14", "laion/CLIP-ViT-L-14-DataComp.XL-s13B-b90K"),
+    ("MetaCLIP ViT-B/32", "facebook/metaclip-b32-400m"),
 )
 # owner/name (or a bare name) made of the characters Hub ids allow; no "..", no leading dot.
 _HUB_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")
