@@ -60,7 +60,7 @@ def _progress(stage: str, fraction: float) -> None:
     print(f"[{fraction:4.0%}] {stage}", file=sys.stderr, flush=True)
 
 
-def _print_run(run: CutsRun, out_dir) -> None:
+def _print_run(run: CutsRun, out_dir, tree=None) -> None:
     s = output.summary(run)
     prov = run.provenance
     weights = f"real weights {prov['weights']}"
@@ -79,6 +79,13 @@ def _print_run(run: CutsRun, out_dir) -> None:
     for eig, words in s["top_words"].items():
         print(f"  eig {eig:>2}  + {', '.join(words['high'])}  |  - {', '.join(words['low'])}")
     print(f"clusters    k={s['clusters']['k']} sizes {s['clusters']['sizes']}")
+    if tree is not None:
+        from .recursive import describe_stops, describe_tree
+
+        print(f"recursive   {describe_tree(tree)}")
+        stops = describe_stops(tree)
+        if stops:
+            print(f"recursive   {stops}")
     print("timings     " + ", ".join(f"{k} {v}s" for k, v in run.timings.items() if v is not None))
     print("cache       " + ", ".join(f"{k} {v}" for k, v in run.cache.items()))
     for warning in run.warnings:
@@ -128,14 +135,25 @@ def cmd_cuts(args) -> int:
     cache = Cache(args.cache_dir or settings.cache_dir)
     slice_spec, cut_spec, model_spec = _specs(args)
     run = compute_cuts(slice_spec, cut_spec, model_spec, cache, _progress, settings)
+    tree = _recursive(run, args.recursive, cache)
     try:
-        output.save(run, out_dir)
+        output.save(run, out_dir, **({"tree": tree} if tree is not None else {}))
     except OSError as e:
         raise UserError(f"Could not write the results to {out_dir} ({e.strerror or e}). They "
                         f"are cached in {cache.directory}: run the same command with another "
                         "--out, which is instant.") from e
-    _print_run(run, out_dir)
+    _print_run(run, out_dir, tree)
     return 0
+
+
+def _recursive(run: CutsRun, levels: int, cache: Cache):
+    """The recursive cut's tree when more than one level is asked for (None otherwise)."""
+    if levels <= 1:
+        return None
+    from .recursive import recursive_cut
+
+    _progress(f"recursive cut, {levels} levels", 1.0)
+    return recursive_cut(run, levels, cache)
 
 
 def _bench_parser(sub) -> None:

@@ -51,6 +51,16 @@ def cluster_summaries(run: CutsRun, n_words: int = 6) -> list[dict]:
     res = run.result
     k = int(res.labels.max()) + 1 if len(res.labels) else 0
     k = max(k, run.cut.clusters)
+    tables = node_tables(run)
+    return [{"cluster": c, **summarize_nodes(tables, res.labels == c, n_words)}
+            for c in range(k)]
+
+
+def node_tables(run: CutsRun) -> dict:
+    """Per graph node: its word id (-1: none), its patch id (pair or image x patch; -1: not a
+    patch), the pair it is shown in, whether it is a patch; and the case-folded word names.
+    What `summarize_nodes` reads for any set of nodes (a k-way cluster, a recursive-cut node)."""
+    res = run.result
     vocab: dict[str, int] = {}
     if res.mode == "scalar":
         t_max = max(res.n_tokens)
@@ -82,22 +92,26 @@ def cluster_summaries(run: CutsRun, n_words: int = 6) -> list[dict]:
         patch_ids = np.where(is_patch, item * res.n_patches + position, -1)
         pair_of = np.where(is_patch, image_pair[np.where(is_patch, item, 0)],
                            caption_pair[np.where(is_patch, 0, item)])
-    names = np.array(list(vocab) or [""], dtype=object)
-    out = []
-    for c in range(k):
-        members = res.labels == c
-        ids = word_ids[members]
-        ids = ids[ids >= 0]
-        counts = np.bincount(ids, minlength=len(vocab)) if len(ids) else np.zeros(0, int)
-        top = [str(names[i]) for i in np.argsort(-counts, kind="stable")[:n_words] if counts[i]]
-        patches = patch_ids[members & is_patch]
-        pairs = np.bincount(pair_of[members & (pair_of >= 0)], minlength=1)
-        out.append({
-            "cluster": c, "size": int(members.sum()), "words": top,
-            "patch_nodes": int(len(np.unique(patches[patches >= 0]))),
-            "pairs": [int(p) for p in np.argsort(-pairs, kind="stable")[:4] if pairs[p]],
-        })
-    return out
+    return {"word_ids": word_ids, "patch_ids": patch_ids, "pair_of": pair_of,
+            "is_patch": is_patch, "names": np.array(list(vocab) or [""], dtype=object)}
+
+
+def summarize_nodes(tables: dict, members: np.ndarray, n_words: int = 6) -> dict:
+    """Node count, most frequent words, distinct patch nodes and the (up to 4) pairs most of
+    them are in, of the nodes where `members` (bool [N]) is true (`node_tables`)."""
+    word_ids, patch_ids, pair_of = tables["word_ids"], tables["patch_ids"], tables["pair_of"]
+    names, n_vocab = tables["names"], len(tables["names"])
+    ids = word_ids[members]
+    ids = ids[ids >= 0]
+    counts = np.bincount(ids, minlength=n_vocab) if len(ids) else np.zeros(0, int)
+    top = [str(names[i]) for i in np.argsort(-counts, kind="stable")[:n_words] if counts[i]]
+    patches = patch_ids[members & tables["is_patch"]]
+    pairs = np.bincount(pair_of[members & (pair_of >= 0)], minlength=1)
+    return {
+        "size": int(members.sum()), "words": top,
+        "patch_nodes": int(len(np.unique(patches[patches >= 0]))),
+        "pairs": [int(p) for p in np.argsort(-pairs, kind="stable")[:4] if pairs[p]],
+    }
 
 
 def patch_clusters(run: CutsRun, pair: int) -> np.ndarray:

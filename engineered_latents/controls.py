@@ -108,6 +108,10 @@ CONTROLS: dict[str, Control] = {c.name: c for c in [
     Control("layer", int, None, "hidden-state index for patch and token states (0 = embeddings, "
             "-2 = second to last; default: last layer)", lo=-1000, hi=1000),
     Control("patch_norm", bool, True, "vision post_layernorm before projecting patches"),
+    # a view of a finished cut, not a spec field: `recursive.recursive_cut`
+    Control("recursive", int, 1, "levels of the recursive cut: 1 = the slice's k-way clusters "
+            "only; each level below cuts every cluster of the level above again into k",
+            lo=1, hi=3),
 ]}
 
 

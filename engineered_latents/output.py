@@ -16,10 +16,14 @@ def _rows(x: np.ndarray) -> list:
     return [[None if np.isnan(v) else round(float(v), 6) for v in row] for row in x]
 
 
-def summary(run: CutsRun, n_top: int = 5) -> dict:
+def summary(run: CutsRun, n_top: int = 5, tree=None) -> dict:
     """The summary.json contract: model, demo_weights, dataset, mode, n_eig, n_nodes, eigenvalues,
-    pairs (example, caption, tokens, word_scores, words, word_level_scores), timings, provenance."""
+    pairs (example, caption, tokens, word_scores, words, word_level_scores), timings, provenance;
+    with a recursive cut (`recursive.ClusterTree`), `recursive`: levels, k, min_nodes, n_nodes,
+    seconds and nodes (id, parent, level, cluster, size, words, patch_nodes, pairs, eigenvalues,
+    stopped, children)."""
     result = run.result
+    extra = {"recursive": tree.to_json()} if tree is not None else {}
     return {
         "model": run.model.name,
         "demo_weights": run.demo_weights,
@@ -49,14 +53,17 @@ def summary(run: CutsRun, n_top: int = 5) -> dict:
         "cache": run.cache,
         "warnings": run.warnings,
         "provenance": run.provenance,
+        **extra,
     }
 
 
-def save(run: CutsRun, out_dir: str | Path) -> Path:
-    """Write summary.json and cuts.npz to `out_dir`; returns the directory."""
+def save(run: CutsRun, out_dir: str | Path, tree=None) -> Path:
+    """Write summary.json (with the recursive cut's `tree`, if any) and cuts.npz to `out_dir`;
+    returns the directory."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary(run), indent=1, ensure_ascii=False))
+    (out / "summary.json").write_text(json.dumps(summary(run, tree=tree), indent=1,
+                                                 ensure_ascii=False))
     result = run.result
     scores = [run.word_scores(p) for p in range(len(run.pairs))]
     t_max = max(len(s) for s in scores)

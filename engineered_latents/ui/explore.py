@@ -288,6 +288,9 @@ class ExploreTab:
                 headers=V.CLUSTER_HEADERS, interactive=False, wrap=True, max_height=420,
                 column_widths=["7%", "12%", "45%", "15%", "21%"], label="Cluster table",
                 elem_id="el-cluster-table")
+        from .tree import TreeSection  # the recursive cut's section (it wires its own events)
+
+        self.tree = TreeSection(self.explorer, self.state)
         self.timings = gr.Markdown(label="Timings", elem_id="el-timings")
 
     # ------------------------------------------------------------------ events
