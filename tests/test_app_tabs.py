@@ -3,8 +3,6 @@ deep links, downloads, the run history, what is served, and HF_TOKEN kept out of
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,6 +15,7 @@ from plotly_helpers import array as _array
 from plotly_helpers import figure as _figure
 
 from engineered_latents import landscape, losses
+from engineered_latents.__main__ import main
 from engineered_latents.ui.bench import BENCH_HEADERS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,12 +68,10 @@ def test_benchmark_streams_and_ends_with_the_clis_numbers(server, tiny_clip, tmp
     chart = _figure(updates[-1][2])
     assert list(_array(chart.data[0].y)) == list(final["value"])
 
-    # the CLI on the same slice, in its own process and cache
+    # the CLI on the same slice, with its own cache (the test's, not the server's)
     out = tmp_path / "cli.json"
-    env = dict(os.environ, HF_HUB_OFFLINE="1", EL_CACHE_DIR=str(tmp_path / "cli-cache"))
-    subprocess.run([sys.executable, "-m", "engineered_latents", "bench", "--benchmark", "demo",
-                    "--limit", "16", "--model", tiny_clip, "--json", str(out)], cwd=ROOT,
-                   env=env, check=True, capture_output=True, timeout=300)
+    assert main(["bench", "--benchmark", "demo", "--limit", "16", "--model", tiny_clip,
+                 "--json", str(out)]) == 0
     cli = json.loads(out.read_text())
     assert dict(zip(final["metric"], final["value"])) == cli["metrics"]
     assert {m: [lo, hi] for m, lo, hi in zip(final["metric"], final["95% CI low"],

@@ -1,9 +1,7 @@
 """Benchmark runners end to end with a tiny model, checked against an independent computation."""
 
+import functools
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,20 +13,29 @@ from engineered_latents.benchmarks import BENCHMARKS, benchmark_indices, run_ben
 from engineered_latents.data import get_dataset
 
 
-def _embeddings_by_hand(model_dir, images, captions):
-    """Normalized CLIP embeddings straight from transformers, not through the project's code."""
+@functools.lru_cache(maxsize=4)
+def _transformers_clip(model_dir):
     from transformers import CLIPImageProcessorPil, CLIPModel, CLIPTokenizer
 
-    model = CLIPModel.from_pretrained(model_dir).eval()
-    processor = CLIPImageProcessorPil.from_pretrained(model_dir)
-    tokenizer = CLIPTokenizer.from_pretrained(model_dir)
+    return (CLIPModel.from_pretrained(model_dir).eval(),
+            CLIPImageProcessorPil.from_pretrained(model_dir),
+            CLIPTokenizer.from_pretrained(model_dir))
+
+
+def _embeddings_by_hand(model_dir, images, captions):
+    """Normalized CLIP embeddings straight from transformers, not through the project's code
+    (None for an empty list)."""
+    model, processor, tokenizer = _transformers_clip(model_dir)
+    img = txt = None
     with torch.no_grad():
-        img = model.get_image_features(**processor(images=images, return_tensors="pt"))
-        txt = model.get_text_features(**tokenizer(captions, padding=True, return_tensors="pt"))
-    img = getattr(img, "pooler_output", img)
-    txt = getattr(txt, "pooler_output", txt)
-    return (torch.nn.functional.normalize(img, dim=-1).numpy(),
-            torch.nn.functional.normalize(txt, dim=-1).numpy())
+        if images:
+            img = model.get_image_features(**processor(images=images, return_tensors="pt"))
+            img = torch.nn.functional.normalize(getattr(img, "pooler_output", img), dim=-1)
+        if captions:
+            txt = model.get_text_features(**tokenizer(captions, padding=True,
+                                                      return_tensors="pt"))
+            txt = torch.nn.functional.normalize(getattr(txt, "pooler_output", txt), dim=-1)
+    return (None if img is None else img.numpy(), None if txt is None else txt.numpy())
 
 
 def _final(gen):
@@ -121,24 +128,20 @@ def test_reference_numbers_only_for_the_reference_model_on_the_full_set():
     assert fake.reference == {} and "meaningless" in json.dumps(fake.notes)
 
 
-def test_bench_cli_prints_a_table_writes_json_and_records_history(tiny_clip, tmp_path):
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "PYTHONPATH": root, "EL_CACHE_DIR": str(tmp_path / "cache")}
-    cmd = [sys.executable, "-m", "engineered_latents"]
-    run = subprocess.run([*cmd, "bench", "--benchmark", "demo", "--model", tiny_clip, "--limit",
-                          "6", "--json", str(tmp_path / "r.json")], capture_output=True,
-                         text=True, env=env, timeout=300)
-    assert run.returncode == 0, run.stderr
-    assert "metric" in run.stdout and "95% CI" in run.stdout and "reference" in run.stdout
+def test_bench_cli_prints_a_table_writes_json_and_records_history(tiny_clip, tmp_path, capsys):
+    from engineered_latents.__main__ import main
+
+    assert main(["bench", "--benchmark", "demo", "--model", tiny_clip, "--limit", "6",
+                 "--json", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert "metric" in out and "95% CI" in out and "reference" in out
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["n"] == 6 and result["benchmark"] == "demo"
-    history = subprocess.run([*cmd, "history"], capture_output=True, text=True, env=env,
-                             timeout=120)
-    assert "bench demo n=6" in history.stdout
-    bad = subprocess.run([*cmd, "bench", "--benchmark", "nope"], capture_output=True, text=True,
-                         env=env, timeout=120)
-    assert bad.returncode == 2 and "Unknown benchmark" in bad.stderr
-    assert "Traceback" not in bad.stderr
+    assert main(["history"]) == 0
+    assert "bench demo n=6" in capsys.readouterr().out
+    assert main(["bench", "--benchmark", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "Unknown benchmark" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("name", ["whatsup-a", "coco", "imagenet", "winoground"])
