@@ -338,6 +338,9 @@ def _perf_parser(sub) -> None:
                    help="encoder dtype of the main table (default auto, as cuts picks it)")
     p.add_argument("--no-dtypes", action="store_true", help="skip comparing float32 with "
                    "bfloat16 (and float16 on CUDA) on the same slices")
+    p.add_argument("--bf16-train", action="store_true", help="the bf16 training figure "
+                   "instead: fine-tuning in float32 against bfloat16 autocast on the same data "
+                   "and seed, loss-curve agreement and step time (perf_bf16_train)")
 
 
 def cmd_perf(args) -> int:
@@ -346,6 +349,15 @@ def cmd_perf(args) -> int:
 
     from . import perf
 
+    if args.bf16_train:
+        from . import perf_bf16_train
+
+        report = perf_bf16_train.measure(
+            args.device, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+        print(perf_bf16_train.table(report))
+        if args.json:
+            write_result(args.json, perf.json_text(report), "the measurements")
+        return 0
     try:
         pairs = [int(p) for p in args.pairs.split(",") if p.strip()]
     except ValueError as e:
