@@ -338,6 +338,8 @@ def _perf_parser(sub) -> None:
                    help="encoder dtype of the main table (default auto, as cuts picks it)")
     p.add_argument("--no-dtypes", action="store_true", help="skip comparing float32 with "
                    "bfloat16 (and float16 on CUDA) on the same slices")
+    p.add_argument("--arch", choices=["siglip-b16"], help="also time this architecture (random "
+                   "weights) next to CLIP B/32 at 64 pairs, one repeat")
     p.add_argument("--bf16-train", action="store_true", help="the bf16 training figure "
                    "instead: fine-tuning in float32 against bfloat16 autocast on the same data "
                    "and seed, loss-curve agreement and step time (perf_bf16_train)")
@@ -372,6 +374,11 @@ def cmd_perf(args) -> int:
                           lambda msg: print(msg, file=sys.stderr, flush=True), args.dtype,
                           not args.no_dtypes)
     report["import_s"] = round(import_s, 2)
+    if args.arch:
+        from . import perf_siglip
+
+        report["arch"] = perf_siglip.measure(args.arch, 64, args.device, args.dtype,
+                                             lambda msg: print(msg, file=sys.stderr, flush=True))
     print(perf.table(report))
     if args.json:
         write_result(args.json, perf.json_text(report), "the measurements")

@@ -25,9 +25,11 @@ class Affinities:
     token_span: list[tuple[int, int]]  # per pair: [first, last) token positions that are nodes
 
 
-def token_span(n_tokens: int, include_special: bool) -> tuple[int, int]:
-    """The token positions that become nodes: all, or all but the start and end tokens."""
-    return (0, n_tokens) if include_special else (1, n_tokens - 1)
+def token_span(n_tokens: int, include_special: bool,
+               special: tuple[int, int] = (1, 1)) -> tuple[int, int]:
+    """The token positions that become nodes: all, or all but the special tokens (`special`:
+    how many lead and trail; CLIP's start and end token, SigLIP's end token alone)."""
+    return (0, n_tokens) if include_special else (special[0], n_tokens - special[1])
 
 
 def pair_affinities(
@@ -35,6 +37,7 @@ def pair_affinities(
     tokens: Sequence[np.ndarray],  # per pair [T_i, D]
     similarity: str = "cosine",
     include_special: bool = False,
+    special: Sequence[tuple[int, int]] | None = None,  # per pair (lead, trail); None: (1, 1)
 ) -> Affinities:
     """Affinities of all pairs as one batched product, with the node mask."""
     if similarity not in SIMILARITIES:
@@ -50,7 +53,8 @@ def pair_affinities(
         txt = torch.nn.functional.normalize(txt, dim=-1)
     values = torch.einsum("bpd,btd->bpt", img, txt)  # [pairs, 1 + patches, T_max]
 
-    spans = [token_span(n, include_special) for n in lengths]
+    special = special if special is not None else [(1, 1)] * len(lengths)
+    spans = [token_span(n, include_special, s) for n, s in zip(lengths, special)]
     positions = torch.arange(t_max)
     token_ok = torch.stack([(positions >= a) & (positions < b) for a, b in spans])  # [pairs, T]
     patch_ok = torch.ones(img.shape[1], dtype=torch.bool)  # [1 + patches]

@@ -2,6 +2,9 @@
 
 Protocols are those of REFERENCE.md section 2, computed by `metrics`: cosine similarities of
 L2-normalized pooled embeddings in float32 (encoders in float32 by default: fp16 creates ties).
+A SigLIP's scores are its own, `sigmoid(exp(logit_scale) * cos + logit_bias)` in float64
+(`siglip.model_scores`: monotone, so the same rankings and strict ties); retrieval and ImageNet
+rank by the cosine, the same ranking.
 Every batch's scores or embeddings are cached, so an interrupted run resumes where it stopped and
 a finished one is instant; the model is loaded only when a batch is missing from the cache.
 """
@@ -25,6 +28,7 @@ from .errors import UserError
 from .features import PREPROCESSING_VERSION, pooled_image_embeddings, pooled_text_embeddings
 from .models import DEFAULT_MODEL, dtype_name, load_model, pick_device, pick_dtype, resolve_model
 from .prefetch import prefetched
+from .siglip import model_scores
 
 REFERENCE_MODEL = DEFAULT_MODEL
 BENCH_VERSION = 1  # bump when a change alters benchmark numbers
@@ -137,7 +141,7 @@ def _winoground_batch(lm, examples: list[Example], context) -> dict:
     img = pooled_image_embeddings(lm, images).reshape(len(examples), 2, -1)  # [b, 2, D]
     txt = pooled_text_embeddings(lm, captions).reshape(len(examples), 2, -1)  # [b, 2, D]
     return {"index": [ex.index for ex in examples],
-            "scores": np.einsum("bcd,bid->bci", txt, img).astype(np.float32),  # s[e, c, i]
+            "scores": model_scores(lm, np.einsum("bcd,bid->bci", txt, img)),  # s[e, c, i]
             "tags": [ex.meta.get("collapsed_tag", ex.meta.get("tag", "")) for ex in examples]}
 
 
@@ -157,7 +161,8 @@ def _whatsup_batch(lm, examples: list[Example], context) -> dict:
     img = pooled_image_embeddings(lm, [ex.images[0] for ex in examples])  # [b, D]
     txt = pooled_text_embeddings(lm, [c for ex in examples for c in ex.captions])
     bounds = np.cumsum([0] + [len(ex.captions) for ex in examples])
-    scores = [txt[a:b] @ img[i] for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
+    scores = [model_scores(lm, txt[a:b] @ img[i])
+              for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
     return {"index": [ex.index for ex in examples], "scores": scores,
             "options": [tuple(ex.captions) for ex in examples]}
 

@@ -42,6 +42,7 @@ from .pipeline import (
     _unique_items,
     open_dataset,
 )
+from .siglip import model_scores
 
 COMPARE_VERSION = 1  # bump when a change alters comparison results
 WEAK_MATCH = 0.5  # joint mode: a match with |correlation| below this has no real counterpart
@@ -57,7 +58,8 @@ class CompareRun:
     cut: CutSpec
     specs: tuple[ModelSpec, ModelSpec]
     runs: list[CutsRun]
-    clip_scores: list[np.ndarray]  # per model [pairs]: cosine of the pooled embeddings
+    clip_scores: list[np.ndarray]  # per model [pairs]: its score of the pooled embeddings
+    # (CLIP: their cosine; SigLIP: its sigmoid, siglip.model_scores)
     matches: list[dict] | None = None  # joint: {"a", "b", "correlation", "sign", "weak"}
     analyses: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -172,8 +174,9 @@ def _compute(models, specs, dataset, indices, slice_spec, cut_spec, cache, repor
         with _timed(timings, "match"):
             aligned, matches = align_runs(runs[0], runs[1])
             runs[1] = aligned
-    clip = [np.array([img[i].pooled @ txt[c].pooled for i, c in pair_items], np.float32)
-            for img, txt in encoded]
+    clip = [model_scores(lm, np.array([img[i].pooled @ txt[c].pooled for i, c in pair_items],
+                                      np.float32)).astype(np.float32)  # SigLIP: its sigmoid
+            for lm, (img, txt) in zip(lms, encoded)]
     run = CompareRun(cut_spec.mode, slice_spec, cut_spec, specs, runs, clip, matches,
                      notes=_notes(models, specs, runs, cut_spec), timings=timings,
                      cache={"compare": "miss", **info})
@@ -202,7 +205,8 @@ def _shared_scalar(cut_spec: CutSpec, encoded, pair_items, timings, device):
         for img, txt in encoded:
             aff = pair_affinities([img[i].patches for i, _ in pair_items],
                                   [txt[c].tokens for _, c in pair_items],
-                                  cut_spec.similarity, cut_spec.include_special)
+                                  cut_spec.similarity, cut_spec.include_special,
+                                  [txt[c].special for _, c in pair_items])
             nodes.append((*scalar_nodes(aff), aff.token_span))
     (fa, ia, _), (fb, ib, _) = nodes
     # identical node sets (the same spec twice): a graph of every node twice has the spectrum and

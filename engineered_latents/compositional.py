@@ -25,6 +25,7 @@ from . import metrics
 from .data.sugarcrepe import FAMILIES, SUBSETS, dataset_name
 from .data.sugarcrepe import repo_id as sugarcrepe_repo
 from .features import pooled_image_embeddings, pooled_text_embeddings
+from .siglip import model_scores
 
 SUGARCREPE = [dataset_name(s) for s in SUBSETS]
 ARO = ["aro-vg-relation", "aro-vg-attribution", "aro-coco-order", "aro-flickr-order"]
@@ -65,7 +66,7 @@ def choice_batch(lm, examples, context) -> dict:
     img = pooled_image_embeddings(lm, [ex.images[0] for ex in examples])  # [b, D]
     txt = pooled_text_embeddings(lm, [c for ex in examples for c in ex.captions])  # [sum m, D]
     bounds = np.cumsum([0] + [len(ex.captions) for ex in examples])
-    scores = [(txt[a:b] @ img[i]).astype(np.float32)  # [m_i]
+    scores = [model_scores(lm, txt[a:b] @ img[i])  # [m_i]; CLIP: float32 cosines
               for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
     kinds = [next((k for k in _TAG_KINDS if ex.meta.get(k) is not None), None)
              for ex in examples]

@@ -4,6 +4,8 @@ Per-patch embeddings: vision hidden state -> `post_layernorm` (default; `patch_n
 it, as the original research code did) -> `visual_projection`. Per-token embeddings: text hidden
 state (after the final layer norm) -> `text_projection`. Pooled embeddings are L2-normalized.
 All outputs are float32 numpy, whatever dtype the encoders ran in; padding never becomes data.
+A SigLIP (`LoadedModel.family == "siglip"`) is encoded by `siglip` instead: no CLS (row 0 holds
+the pooled embedding), patches through the attention-pooling head, text padded to 64 tokens.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from . import siglip
 from .cache import Cache, cache_key
 from .data import images as image_files
 from .lazy import inference_mode, torch  # imported on first use (a cached run needs none)
@@ -48,6 +51,8 @@ class TextFeatures:
     tokens: np.ndarray  # [T, D] projected token embeddings
     pooled: np.ndarray  # [D] L2-normalized
     truncated: bool = False
+    special: tuple[int, int] = (1, 1)  # (leading, trailing) special tokens: CLIP's start, end
+    word_mark: str = "end"  # "end": pieces end words ("</w>", CLIP); "start": "▁" starts them
 
 
 def image_digest(image: Image.Image) -> str:
@@ -121,6 +126,8 @@ def _pixels(lm: LoadedModel, images: list[Image.Image]) -> torch.Tensor:
 
 def _tokens(lm: LoadedModel, captions: list[str]) -> tuple[dict, list[bool]]:
     """Tokenized captions (truncated to the model's length) and which ones were truncated."""
+    if _is_siglip(lm):
+        return siglip.tokenize(lm, captions)
     tok = lm.tokenizer
     enc = tok(captions, padding=True, truncation=True, max_length=tok.model_max_length,
               return_tensors="pt", return_offsets_mapping=True)
@@ -135,6 +142,8 @@ def _hidden(output, layer: int | None) -> torch.Tensor:
 def _image_forward(
     lm: LoadedModel, pixels: torch.Tensor, settings: EncodeSettings
 ) -> list[ImageFeatures]:
+    if _is_siglip(lm):
+        return siglip.image_forward(lm, pixels, settings)
     vision = lm.model.vision_model
     out = vision(pixel_values=pixels.to(lm.device, lm.dtype),
                  output_hidden_states=settings.layer is not None)
@@ -151,6 +160,8 @@ def _text_forward(
     lm: LoadedModel, captions: list[str], tokenized: tuple[dict, list[bool]],
     settings: EncodeSettings,
 ) -> list[TextFeatures]:
+    if _is_siglip(lm):
+        return siglip.text_forward(lm, captions, tokenized, settings)
     enc, truncated = tokenized
     text = lm.model.text_model
     out = text(input_ids=enc["input_ids"].to(lm.device),
@@ -182,9 +193,14 @@ def _normalize(x: torch.Tensor) -> torch.Tensor:
 def whole_words(text: TextFeatures, first: int, last: int) -> list[tuple[str, list[int]]]:
     """Group token positions first..last-1 into whole words: (the word's text, its positions).
 
-    A word ends at a piece ending in "</w>" (CLIP's end-of-word mark); its text is the caption's
-    own characters, so non-Latin words split into byte-level pieces show as they were written.
+    A word ends at a piece ending in "</w>" (CLIP's end-of-word mark); with a SentencePiece
+    tokenizer (`text.word_mark == "start"`: SigLIP) a word starts at a piece beginning with "▁".
+    Special tokens are words of their own. Its text is the caption's own characters, so
+    non-Latin words split into byte-level pieces show as they were written (a tokenizer without
+    character offsets: its pieces joined).
     """
+    if text.word_mark == "start":
+        return _words_by_start(text, first, last)
     words, current = [], []
     for pos in range(first, last):
         piece = text.pieces[pos]
@@ -198,10 +214,39 @@ def whole_words(text: TextFeatures, first: int, last: int) -> list[tuple[str, li
     return words
 
 
+def _words_by_start(text: TextFeatures, first: int, last: int) -> list[tuple[str, list[int]]]:
+    lead, trail = text.special
+    n = len(text.pieces)
+    words, current = [], []
+    for pos in range(first, last):
+        special = pos < lead or pos >= n - trail
+        if current and (special or text.pieces[pos].startswith("\u2581")):
+            words.append(_word(text, current))
+            current = []
+        current.append(pos)
+        if special:
+            words.append(_word(text, current))
+            current = []
+    if current:
+        words.append(_word(text, current))
+    return words
+
+
+def piece_text(piece: str) -> str:
+    """A word piece without its word mark (CLIP's "</w>" suffix, SentencePiece's "▁" prefix)."""
+    return piece.removesuffix("</w>").removeprefix("\u2581")
+
+
 def _word(text: TextFeatures, positions: list[int]) -> tuple[str, list[int]]:
     start, end = text.offsets[positions[0]][0], text.offsets[positions[-1]][1]
-    label = text.caption[start:end] or text.pieces[positions[0]].removesuffix("</w>")
-    return label, positions
+    label = text.caption[start:end].strip()
+    if not label:
+        label = "".join(piece_text(text.pieces[p]) for p in positions)
+    return label or text.pieces[positions[0]], positions
+
+
+def _is_siglip(lm) -> bool:
+    return getattr(lm, "family", "clip") == siglip.FAMILY
 
 
 
@@ -209,8 +254,10 @@ def _word(text: TextFeatures, positions: list[int]) -> tuple[str, list[int]]:
 def pooled_image_embeddings(lm: LoadedModel, images: Sequence[Image.Image]) -> np.ndarray:
     """[n, D] L2-normalized image embeddings (the benchmark path: no per-patch states kept)."""
     if not images:
-        return np.zeros((0, lm.model.config.projection_dim), np.float32)
+        return np.zeros((0, _embedding_dim(lm)), np.float32)
     pixels = lm.processor(images=[im.convert("RGB") for im in images], return_tensors="pt")
+    if _is_siglip(lm):
+        return siglip.pooled_images(lm, pixels["pixel_values"])
     out = lm.model.vision_model(pixel_values=pixels["pixel_values"].to(lm.device, lm.dtype))
     return _normalize(lm.model.visual_projection(out.pooler_output).float()).cpu().numpy()
 
@@ -219,10 +266,16 @@ def pooled_image_embeddings(lm: LoadedModel, images: Sequence[Image.Image]) -> n
 def pooled_text_embeddings(lm: LoadedModel, captions: Sequence[str]) -> np.ndarray:
     """[n, D] L2-normalized caption embeddings (truncated to the model's 77 tokens)."""
     if not captions:
-        return np.zeros((0, lm.model.config.projection_dim), np.float32)
+        return np.zeros((0, _embedding_dim(lm)), np.float32)
+    if _is_siglip(lm):
+        return siglip.pooled_texts(lm, captions)
     tok = lm.tokenizer
     enc = tok(list(captions), padding=True, truncation=True, max_length=tok.model_max_length,
               return_tensors="pt")
     out = lm.model.text_model(input_ids=enc["input_ids"].to(lm.device),
                               attention_mask=enc["attention_mask"].to(lm.device))
     return _normalize(lm.model.text_projection(out.pooler_output).float()).cpu().numpy()
+
+
+def _embedding_dim(lm) -> int:
+    return siglip.embedding_dim(lm.model) if _is_siglip(lm) else lm.model.config.projection_dim

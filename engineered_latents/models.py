@@ -46,7 +46,7 @@ TOY_WARNING = (
     "local cache), so a small CLIP that knows only coloured shapes on white is used: its word "
     "maps show real structure on the demo scenes, but say nothing about CLIP."
 )
-_HUB_FILES = ["*.json", "*.safetensors", "*.txt"]
+_HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model"]  # .model: SigLIP's SentencePiece
 _LOAD_LOCK = threading.Lock()
 
 
@@ -59,6 +59,7 @@ class ResolvedModel:
     path: str | None  # local directory to load from; None for demo weights
     demo_weights: bool = False
     warning: str = ""
+    family: str = "clip"  # "clip" or "siglip" (engineered_latents.siglip): how it is encoded
 
     @property
     def demo_label(self) -> str:
@@ -76,6 +77,10 @@ class LoadedModel:
     processor: object  # CLIPImageProcessorPil
     device: torch.device
     dtype: torch.dtype
+
+    @property
+    def family(self) -> str:
+        return self.resolved.family
 
     @property
     def patch_grid(self) -> tuple[int, int]:
@@ -206,11 +211,12 @@ def resolve_model(name: str | None = None) -> ResolvedModel:
 def _resolve_local(path: Path, name: str) -> ResolvedModel:
     files = [p.name for p in path.iterdir() if p.is_file()]
     check_checkpoint(files, name, lambda: _read_config(path / "config.json", name))
-    return ResolvedModel(name, f"local:{model_dir_digest(path)}", str(path.resolve()))
+    return _with_family(ResolvedModel(name, f"local:{model_dir_digest(path)}",
+                                      str(path.resolve())))
 
 
 # model_type values of config.json this package loads (the SigLIP loader adds its own)
-SUPPORTED_MODEL_TYPES = {"clip"}
+SUPPORTED_MODEL_TYPES = {"clip", "siglip"}
 # a transformers checkpoint's weights: one file, or the index of a sharded one
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
@@ -240,6 +246,10 @@ def check_checkpoint(files, name: str, read_config) -> None:
             f"{name!r} is not a model directory (no config.json): give a folder written by "
             "CLIPModel.save_pretrained, or a Hub id.")
     model_type = read_config().get("model_type")
+    if model_type == "siglip2":  # NaFlex: variable resolution, not covered
+        from .siglip import NAFLEX_MESSAGE
+
+        raise UserError(f"{name!r} {NAFLEX_MESSAGE}")
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise UserError(
             f"{name!r} is a {model_type!r} model, not a CLIP model: give a transformers CLIP "
@@ -392,7 +402,20 @@ def _complete(snapshot: Path) -> bool:
 
 def _hub_resolved(repo_id: str, path: str) -> ResolvedModel:
     _check_is_clip(Path(path) / "config.json", repo_id)
-    return ResolvedModel(repo_id, f"{repo_id}@{Path(path).name}", path)
+    return _with_family(ResolvedModel(repo_id, f"{repo_id}@{Path(path).name}", path))
+
+
+def _with_family(resolved: ResolvedModel) -> ResolvedModel:
+    """`resolved` with its config's family; a SigLIP's weights id says so (cache keys)."""
+    from dataclasses import replace
+
+    from . import siglip
+
+    family = siglip.config_family(Path(resolved.path) / "config.json", resolved.name)
+    if family == "clip":
+        return resolved
+    return replace(resolved, family=family, weights_id=siglip.weights_id(family,
+                                                                          resolved.weights_id))
 
 
 def _hub_error_reason(error: Exception) -> str:
@@ -593,6 +616,8 @@ def _load_cached(resolved: ResolvedModel, device: str, dtype: str) -> LoadedMode
     from transformers import CLIPModel
 
     check_fits(resolved, torch.device(device), getattr(torch, dtype))
+    if resolved.family != "clip":
+        return _load_family(resolved, device, dtype)
     if resolved.demo_weights and resolved.path is None:
         model = _demo_model(int(resolved.weights_id.rsplit("-", 1)[1]))
     else:
@@ -606,3 +631,14 @@ def _load_cached(resolved: ResolvedModel, device: str, dtype: str) -> LoadedMode
         resolved, model, _tokenizer(resolved.path, max_length), _image_processor(resolved.path),
         torch.device(device), getattr(torch, dtype),
     )
+
+
+def _load_family(resolved: ResolvedModel, device: str, dtype: str) -> LoadedModel:
+    """A non-CLIP family's model (SigLIP: `siglip.load`), on `device` in `dtype`, eval mode."""
+    from . import siglip
+
+    seed = int(resolved.weights_id.rsplit("-", 1)[1]) if resolved.path is None else 0
+    model, tokenizer, processor = siglip.load(resolved.path, seed)
+    model = model.to(device=device, dtype=getattr(torch, dtype)).eval()
+    return LoadedModel(resolved, model, tokenizer, processor, torch.device(device),
+                       getattr(torch, dtype))

@@ -296,6 +296,10 @@ def table(report: dict) -> str:
     for s in report["sizes"]:
         if "dtypes" in s:
             lines += perf_hw.dtype_table(s["dtypes"])
+    if "arch" in report:  # perf --arch: another architecture next to B/32
+        from .perf_siglip import table_lines
+
+        lines += table_lines(report["arch"])
     lines.append(f"peak RSS {report['peak_rss_mb']} MB"
                  + (f", GPU {report['peak_gpu_mb']} MB" if "peak_gpu_mb" in report else "")
                  + f"; imports took {report.get('import_s', float('nan')):.2f}s")

@@ -27,6 +27,7 @@ from .features import (
     encode_images,
     encode_texts,
     image_digest,
+    piece_text,
     whole_words,
 )
 from .models import (
@@ -301,7 +302,8 @@ def _cut(spec: CutSpec, img_feats, txt_feats, pair_items, timings, device):
     with _timed(timings, "affinities"):
         aff = pair_affinities([img_feats[i].patches for i, _ in pair_items],
                               [txt_feats[c].tokens for _, c in pair_items],
-                              spec.similarity, spec.include_special)
+                              spec.similarity, spec.include_special,
+                              [txt_feats[c].special for _, c in pair_items])
         if spec.mode == "scalar":
             features, index = scalar_nodes(aff)
         else:
@@ -326,7 +328,7 @@ def _pair_info(meta, text, span) -> PairInfo:
     words = whole_words(text, *span)
     return PairInfo(
         example, image, caption_index, caption,
-        [text.pieces[p].removesuffix("</w>") for p in positions], positions,
+        [piece_text(text.pieces[p]) for p in positions], positions,
         [w for w, _ in words], [pos for _, pos in words], text.truncated,
     )
 

@@ -57,6 +57,15 @@ def tiny_clip_small_grid(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_siglip(tmp_path_factory):
+    """A tiny random SigLIP (4 x 4 grid, 64 text positions) and its SentencePiece tokenizer
+    (tests/siglip_fixtures.py), saved like a Hub checkpoint."""
+    from siglip_fixtures import save_tiny_siglip
+
+    return save_tiny_siglip(tmp_path_factory.mktemp("tiny_siglip"))
+
+
+@pytest.fixture(scope="session")
 def app_server(tiny_clip, tmp_path_factory):
     """(demo, url): one app server on the tiny CLIP with the default settings, shared by every
     test module that needs no settings of its own (starting one costs several seconds)."""

@@ -176,6 +176,7 @@ def _bad_cases():
         (["perf", "--pairs", "1"], "--pairs"),
         (["perf", "--pairs", "16,x"], "--pairs"),
         (["perf", "--json", "{ro}/p.json"], "--json"),
+        (["perf", "--arch", "vit-x"], "--arch"),
         (["history", "--last", "0"], "--last"),
         (["train-toy", "--steps", "0"], "--steps"),
         (["train-toy", "--batch-size", "1"], "--batch-size"),

@@ -18,6 +18,11 @@ def load_base(name: str | None):
     from .. import models
 
     resolved = models.resolve_model(name)
+    if resolved.family != "clip":
+        raise UserError(
+            f"train fine-tunes CLIP checkpoints only: {resolved.name!r} is a {resolved.family} "
+            "model (its sigmoid loss and attention-pooling head are not implemented in train); "
+            "give a CLIP model.")
     if resolved.path is None:
         clip = models._demo_model(int(resolved.weights_id.rsplit("-", 1)[1]))
     else:
