@@ -150,8 +150,20 @@ def test_the_wheel_installs_into_a_fresh_venv_and_runs(tmp_path):
 
 @pytest.mark.slow
 def test_an_editable_install_runs_the_checkout(tmp_path):
+    """The editable install points at the source folder; its console script answers (the full
+    run from elsewhere is the wheel test's, the code being the same)."""
     source = _source_copy(tmp_path / "src")
     bin_dir = _venv(tmp_path / "venv")
     _pip(bin_dir, "--no-build-isolation", "-e", str(source))
-    installed = _run_from_elsewhere(bin_dir, tmp_path)
-    assert installed == source / "engineered_latents"
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    env = _clean_env(tmp_path)
+    where = subprocess.run([str(bin_dir / "python"), "-c",
+                            "import engineered_latents; print(engineered_latents.__file__)"],
+                           cwd=work, env=env, capture_output=True, text=True, timeout=120)
+    assert where.returncode == 0, where.stderr
+    assert Path(where.stdout.strip()).parent == source / "engineered_latents"
+    refused = subprocess.run([str(bin_dir / "engineered-latents"), "cuts", "--model",
+                              "/no/such/folder"], cwd=work, env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert refused.returncode == 2 and "error: Model directory" in refused.stderr
