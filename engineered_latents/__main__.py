@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 
 from . import argtypes, output
@@ -40,11 +41,12 @@ def _cuts_parser(sub) -> None:
     p.add_argument("--info", action="store_true", help="list the datasets and exit")
     add_cut_options(p)
     p.add_argument("--rgb", type=argtypes.int_range(0), nargs=3, default=None, metavar="EIG",
-                   help="three eigenvectors shown as the RGB view (default 1 2 3, capped at "
-                   "n-eig - 1)")
+                   help="three different eigenvectors shown as the RGB view (default 1 2 3, "
+                   "capped at n-eig - 1)")
+    add_to_parser(p, "colour", "perplexity")
     p.add_argument("--no-patch-norm", action="store_true", help="skip the vision post_layernorm "
                    "before projecting patches (as the original research code did)")
-    add_to_parser(p, "layer")
+    add_to_parser(p, "layer", "recursive")
     add_device_options(p)
     p.add_argument("--out", type=argtypes.check_out_dir,
                    help="output directory (default out/<dataset>-<start>-<count>)")
@@ -338,11 +340,17 @@ def _perf_parser(sub) -> None:
                    help="encoder dtype of the main table (default auto, as cuts picks it)")
     p.add_argument("--no-dtypes", action="store_true", help="skip comparing float32 with "
                    "bfloat16 (and float16 on CUDA) on the same slices")
-    p.add_argument("--arch", choices=["siglip-b16"], help="also time this architecture (random "
-                   "weights) next to CLIP B/32 at 64 pairs, one repeat")
     p.add_argument("--bf16-train", action="store_true", help="the bf16 training figure "
                    "instead: fine-tuning in float32 against bfloat16 autocast on the same data "
                    "and seed, loss-curve agreement and step time (perf_bf16_train)")
+    p.add_argument("--arch", choices=["siglip-b16"], help="also time this architecture (random "
+                   "weights) next to CLIP B/32 at 64 pairs, one repeat")
+    p.add_argument("--train", action="store_true", help="the training figure instead: the "
+                   "train loop against a bare forward + backward + step (perf_train)")
+    p.add_argument("--train-steps", type=argtypes.int_range(2, 100_000), default=200,
+                   help="--train: steps of the tiny model")
+    p.add_argument("--b32-steps", type=argtypes.int_range(0, 10_000), default=6,
+                   help="--train: steps of the B/32 architecture (0: skip it)")
 
 
 def cmd_perf(args) -> int:
@@ -351,6 +359,15 @@ def cmd_perf(args) -> int:
 
     from . import perf
 
+    if args.train:
+        from . import perf_train
+
+        report = perf_train.measure(args.device, args.train_steps, args.b32_steps,
+                                    log=lambda msg: print(msg, file=sys.stderr, flush=True))
+        print(perf_train.table(report))
+        if args.json:
+            write_result(args.json, perf.json_text(report), "the measurements")
+        return 0
     if args.bf16_train:
         from . import perf_bf16_train
 
@@ -452,7 +469,8 @@ def main(argv: list[str] | None = None) -> int:
                     "train": _cmd_train}
         return commands[args.command](args)
     except UserError as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)  # one line
+        if os.environ.get("RANK", "0") == "0":  # under torchrun: the main process says it
+            print(f"error: {' '.join(str(e).split())}", file=sys.stderr)  # one line
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

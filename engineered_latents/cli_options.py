@@ -49,4 +49,6 @@ def cut_spec(args) -> CutSpec:
     rgb = getattr(args, "rgb", None)
     return CutSpec(args.mode, args.n_eig, args.seed, args.similarity, args.include_special,
                    not args.no_center, args.clusters, args.sharpness,
-                   tuple(rgb) if rgb else None)
+                   tuple(rgb) if rgb else None,
+                   colour=getattr(args, "colour", None) or "rgb",
+                   perplexity=getattr(args, "perplexity", None) or CONTROLS["perplexity"].default)

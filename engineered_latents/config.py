@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from .errors import UserError
 
@@ -31,6 +31,13 @@ class SliceSpec:
 
 AUTO_CLUSTERS = 6  # k-way clusters when none are asked for: min(6, n_eig)
 AUTO_RGB = (1, 2, 3)  # eigenvectors shown as RGB when none are asked for (capped at n_eig - 1)
+COLOUR_FIELDS = ("rgb", "colour", "perplexity")  # CutSpec fields of the view, not of the cut
+COLOUR_METHODS = ("rgb", "tsne", "umap")  # CutSpec.colour (see colouring.py)
+
+
+def auto_rgb(n_eig: int) -> tuple[int, int, int]:
+    """The RGB eigenvectors when none are asked for: 1, 2, 3, capped at n_eig - 1."""
+    return tuple(min(c, n_eig - 1) for c in AUTO_RGB)
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,10 @@ class CutSpec:
     clusters: int | None = None  # k for k-way clusters (at most n_eig); None: min(6, n_eig)
     sharpness: float | None = None  # ncut-pytorch A_degree; lower is sharper; None = its default
     rgb: tuple[int, int, int] | None = None  # eigenvectors shown as RGB; None: 1, 2, 3
+    # how the RGB view colours the slice (`colouring.py`): rgb = the three eigenvectors above;
+    # tsne / umap = a 3-d embedding of eigenvectors 1..k-1. Not part of the cut's cache key.
+    colour: str = "rgb"
+    perplexity: int = 30  # t-SNE's perplexity (colour tsne)
 
     def __post_init__(self):
         # a default never breaks another option: what is not asked for fits n_eig
@@ -51,9 +62,14 @@ class CutSpec:
             if self.clusters is None:
                 object.__setattr__(self, "clusters", min(AUTO_CLUSTERS, self.n_eig))
             if self.rgb is None:
-                object.__setattr__(self, "rgb", tuple(min(c, self.n_eig - 1) for c in AUTO_RGB))
+                object.__setattr__(self, "rgb", auto_rgb(self.n_eig))
         elif self.rgb is None:
             object.__setattr__(self, "rgb", AUTO_RGB)
+
+
+def graph_fields(spec: CutSpec) -> dict:
+    """The fields of a cut spec that change the cut (its cache key): all but the colouring's."""
+    return {k: v for k, v in asdict(spec).items() if k not in COLOUR_FIELDS}
 
 
 def _env_number(env, name: str, default, kind=int, lo=None):

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 from . import argtypes
-from .config import AUTO_CLUSTERS
+from .config import AUTO_CLUSTERS, COLOUR_METHODS
 from .errors import UserError, quoted
 
 
@@ -106,8 +106,16 @@ CONTROLS: dict[str, Control] = {c.name: c for c in [
     Control("all_captions", bool, False, "coco, flickr30k: one pair per caption of each image "
             "(default: the first caption only)"),
     Control("layer", int, None, "hidden-state index for patch and token states (0 = embeddings, "
-            "-2 = second to last; default: last layer)", lo=-1000, hi=1000),
+            "-2 = second to last; default: last layer)", lo=-1000, hi=1000, page_hi=48),
     Control("patch_norm", bool, True, "vision post_layernorm before projecting patches"),
+    Control("rgb", str, "1, 2, 3", "three different eigenvectors shown as red, green, blue "
+            "(colour rgb; default 1, 2, 3, capped at n_eig - 1)"),
+    Control("colour", str, "rgb", "the RGB view's colours: rgb = the three eigenvectors of "
+            "--rgb; tsne / umap = ncut-pytorch's t-SNE / UMAP of eigenvectors 1..k-1, patches "
+            "and words in one embedding (fitted on at most 1,000 anchors, then propagated)",
+            choices=COLOUR_METHODS),
+    Control("perplexity", int, 30, "t-SNE's perplexity (colour tsne): the slice needs at least "
+            "twice as many distinct patches and words", lo=2, hi=500),
     # a view of a finished cut, not a spec field: `recursive.recursive_cut`
     Control("recursive", int, 1, "levels of the recursive cut: 1 = the slice's k-way clusters "
             "only; each level below cuts every cluster of the level above again into k",

@@ -57,6 +57,13 @@ def summary(run: CutsRun, n_top: int = 5, tree=None) -> dict:
     }
 
 
+def _padded(rows: list[np.ndarray], length: int) -> np.ndarray:
+    out = np.full((len(rows), length, 3), np.nan, np.float32)
+    for p, r in enumerate(rows):
+        out[p, : len(r)] = r
+    return out
+
+
 def save(run: CutsRun, out_dir: str | Path, tree=None) -> Path:
     """Write summary.json (with the recursive cut's `tree`, if any) and cuts.npz to `out_dir`;
     returns the directory."""
@@ -78,7 +85,8 @@ def save(run: CutsRun, out_dir: str | Path, tree=None) -> Path:
         node_index=result.index,  # [nodes, 3] scalar (pair, patch, token); joint (kind, item, pos)
         word_scores=padded,  # [pairs, max node tokens, k], NaN padded
         patch_maps=np.stack([result.patch_map(p) for p in range(len(run.pairs))]),  # [pairs, P, k]
-        patch_rgb=run.patch_rgb(),  # [pairs, 1 + patches, 3]
+        patch_rgb=run.patch_rgb(),  # [pairs, 1 + patches, 3], the RGB view (settings' colour)
+        token_rgb=_padded(run.token_rgb(), t_max),  # [pairs, max node tokens, 3], NaN padded
         pair_items=np.array(result.pair_items),  # [pairs, 2] (unique image, unique caption)
     )
     return out

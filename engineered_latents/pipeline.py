@@ -9,15 +9,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from . import __version__, history
+from . import __version__, colouring, history
 from .affinity import pair_affinities
 from .cache import Cache, cache_key
-from .config import CutSpec, ModelSpec, Settings, SliceSpec
-from .cuts import MODES, CutResult, joint_nodes, kway_labels, minmax_rgb, run_ncut, scalar_nodes
+from .config import CutSpec, ModelSpec, Settings, SliceSpec, graph_fields
+from .cuts import MODES, CutResult, joint_nodes, kway_labels, run_ncut, scalar_nodes
 from .data import Example, get_dataset, resolve_indices
 from .data import images as image_files
 from .errors import UserError
@@ -70,6 +70,7 @@ class CutsRun:
     timings: dict = field(default_factory=dict)
     cache: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    colours: object = None  # the RGB view's colours (`colouring.slice_colours` memo), not cached
 
     @property
     def demo_weights(self) -> bool:
@@ -85,19 +86,13 @@ class CutsRun:
         return np.stack([scores[pos].mean(0) for pos in self.pairs[pair].word_positions])
 
     def patch_rgb(self) -> np.ndarray:
-        """[pairs, 1 + patches, 3] RGB of each pair's patch map from the chosen eigenvectors."""
-        maps = np.stack([self.result.patch_map(p) for p in range(len(self.pairs))])
-        return minmax_rgb(maps, self._rgb_channels())
+        """[pairs, 1 + patches, 3] RGB of each pair's patch map: the chosen eigenvectors, or
+        the t-SNE / UMAP colouring (`cut.colour`; see `colouring`)."""
+        return colouring.slice_colours(self).patch
 
     def token_rgb(self) -> list[np.ndarray]:
         """Per pair [node tokens, 3] RGB of its word scores (scaled over the whole slice)."""
-        scores = [self.word_scores(p) for p in range(len(self.pairs))]
-        rgb = minmax_rgb(np.concatenate(scores), self._rgb_channels())
-        return np.split(rgb, np.cumsum([len(s) for s in scores])[:-1])
-
-    def _rgb_channels(self) -> tuple[int, int, int]:
-        k = self.result.n_eig
-        return tuple(min(c, k - 1) for c in self.cut.rgb)
+        return colouring.slice_colours(self).tokens
 
     def top_words(self, eig: int, n: int = 5) -> dict[str, list[str]]:
         """The words scoring highest and lowest on eigenvector `eig`, averaged over the slice."""
@@ -152,9 +147,12 @@ def compute_cuts(
         key = _cuts_key(model, model_spec, dataset, indices, slice_spec, cut_spec)
     run = cache.get(key)
     if run is not None:
+        # the colour fields are not in the key: the cached cut with this request's colouring
+        run = replace(run, cut=cut_spec, colours=None)
         run.timings = {**timings, "total": round(time.perf_counter() - started, 4),
                        "computed_in": run.timings.get("total")}
         run.cache = {"cuts": "hit"}
+        _colour(run, cache, report)
         report("done (from cache)", 1.0)
     else:
         run = _compute(model, model_spec, dataset, indices, slice_spec, cut_spec, cache, report,
@@ -163,9 +161,18 @@ def compute_cuts(
         if cache.warning:
             run.warnings.append(cache.warning)
         cache.set(key, run)
+        _colour(run, cache, report)
         report("done", 1.0)
     _record(cache, run, model_spec)
     return run
+
+
+def _colour(run: CutsRun, cache: Cache, report: Progress) -> None:
+    """The run's RGB-view colours (t-SNE / UMAP: their own cache entry), timed."""
+    colours = colouring.slice_colours(run, cache=cache, progress=report)
+    if run.cut.colour != "rgb":
+        run.timings["colour"] = colours.seconds
+        run.cache["colour"] = colours.cache
 
 
 def _record(cache: Cache, run: CutsRun, model_spec: ModelSpec) -> None:
@@ -196,11 +203,8 @@ def _check_cut_spec(spec: CutSpec) -> None:
         raise UserError(f"Unknown mode {spec.mode!r}: use one of {', '.join(MODES)}.")
     if spec.n_eig < 2:
         raise UserError(f"n_eig is {spec.n_eig}: ask for at least 2 eigenvectors (default 20).")
-    if len(spec.rgb) != 3 or not all(0 <= c < spec.n_eig for c in spec.rgb):
-        raise UserError(
-            f"RGB eigenvectors {list(spec.rgb)}: give three indices between 0 and n_eig - 1 "
-            f"({spec.n_eig - 1})."
-        )
+    colouring.check_rgb(spec.rgb, spec.n_eig)
+    colouring.check_method(spec.colour, spec.perplexity)
     if spec.clusters > spec.n_eig:
         raise UserError(
             f"{spec.clusters} clusters need at least as many eigenvectors, but n_eig is "
@@ -221,7 +225,7 @@ def _cuts_key(model, model_spec, dataset, indices, slice_spec, cut_spec) -> str:
         "prep": PREPROCESSING_VERSION, "normalize": image_files.NORMALIZE_VERSION,
         "pipeline": PIPELINE_VERSION, "dataset": dataset.name, "split": dataset.split,
         "data": dataset.identity(),
-        "indices": indices, "crossed": slice_spec.crossed_pairs, "cut": asdict(cut_spec),
+        "indices": indices, "crossed": slice_spec.crossed_pairs, "cut": graph_fields(cut_spec),
         "ncut_device": _ncut_device(model_spec),
     })
 
@@ -250,7 +254,7 @@ def _compute(model, model_spec, dataset, indices, slice_spec, cut_spec, cache, r
     warnings += [f"Caption truncated to {lm.tokenizer.model_max_length} tokens: {p.caption!r}"
                  for p in pairs if p.truncated]
     return CutsRun(model, slice_spec, cut_spec, result, pairs,
-                   _provenance(model, lm, cut_spec, dataset), timings, info, warnings)
+                   _provenance(model, lm, cut_spec, dataset, model_spec), timings, info, warnings)
 
 
 def cut_examples(
@@ -345,9 +349,13 @@ def provenance_versions() -> dict:
             "ncut-pytorch": version("ncut-pytorch"), "engineered_latents": __version__}
 
 
-def _provenance(model: ResolvedModel, lm, cut_spec: CutSpec, dataset) -> dict:
+def _provenance(model: ResolvedModel, lm, cut_spec: CutSpec, dataset,
+                model_spec: ModelSpec | None = None) -> dict:
+    spec = model_spec or ModelSpec()
     return {
         "weights": model.weights_id, "demo_weights": model.demo_weights,
+        # the hidden state read (None: the last layer) and the patch layer norm
+        "layer": spec.layer, "patch_norm": spec.patch_norm,
         "dtype": dtype_name(lm.dtype), "device": str(lm.device), "seed": cut_spec.seed,
         "dataset": dataset.name, "split": dataset.split, "data_identity": dataset.identity(),
         "versions": provenance_versions(),
