@@ -56,3 +56,22 @@ def test_a_cached_cuts_process_imports_neither_transformers_nor_torch(tiny_clip,
         assert run.returncode == 0, run.stderr
         assert "cache       cuts hit" in run.stdout, run.stdout
         assert "HEAVY []" in run.stdout, (model, run.stdout)
+
+
+def test_the_cache_key_names_the_device_and_dtype_torch_would_pick(monkeypatch):
+    """`device_type` / `dtype_choice` (the key's torch-free names) agree with `pick_device` /
+    `pick_dtype`, the no-torch path included (torch hidden from sys.modules)."""
+    import torch
+
+    from engineered_latents import models
+
+    expected = {r: models.pick_device(r).type for r in (None, "auto", "cpu")}
+    monkeypatch.delitem(sys.modules, "torch")  # the path a fresh process takes
+    assert {r: models.device_type(r) for r in expected} == expected
+    monkeypatch.undo()
+    for device in ("cpu", "cuda", "mps"):
+        for requested in (None, "auto", "float32", "float16", "bfloat16"):
+            for cpu_bf16 in (True, False):
+                picked = models.pick_dtype(requested, torch.device(device), cpu_bf16)
+                assert models.dtype_choice(requested, device, cpu_bf16) == \
+                    models.dtype_name(picked)
