@@ -154,8 +154,8 @@ def _recursive(run: CutsRun, levels: int, cache: Cache):
         return None
     from .recursive import recursive_cut
 
-    _progress(f"recursive cut, {levels} levels", 1.0)
-    return recursive_cut(run, levels, cache)
+    return recursive_cut(run, levels, cache, progress=lambda stage, f: _progress(
+        f"recursive cut: {stage}", f))
 
 
 def _bench_parser(sub) -> None:

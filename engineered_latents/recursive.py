@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -128,9 +129,10 @@ def _run_digest(run: CutsRun) -> str:
 
 
 def recursive_cut(run: CutsRun, levels: int = MAX_LEVELS, cache: Cache | None = None,
-                  min_nodes: int | None = None, device: str | None = None) -> ClusterTree:
+                  min_nodes: int | None = None, device: str | None = None,
+                  progress: Callable[[str, float], None] | None = None) -> ClusterTree:
     """The cluster tree of a finished cut, `levels` deep (1: the slice's clusters only), from
-    the cache when it was computed before."""
+    the cache when it was computed before. `progress(stage, fraction)` after each sub-cut."""
     levels = check_levels(levels)
     k = int(run.cut.clusters)
     min_nodes = 2 * k if min_nodes is None else int(min_nodes)
@@ -141,7 +143,7 @@ def recursive_cut(run: CutsRun, levels: int = MAX_LEVELS, cache: Cache | None = 
         if isinstance(tree, ClusterTree):
             tree.from_cache = True
             return tree
-    tree = _build(run, levels, k, min_nodes, device or _device(run))
+    tree = _build(run, levels, k, min_nodes, device or _device(run), progress)
     if cache is not None:
         cache.set(key, tree)
     return tree
@@ -154,10 +156,14 @@ def _device(run: CutsRun) -> str:
     return "cuda" if cuda and torch.cuda.is_available() else "cpu"
 
 
-def _build(run: CutsRun, levels: int, k: int, min_nodes: int, device: str) -> ClusterTree:
+def _build(run: CutsRun, levels: int, k: int, min_nodes: int, device: str,
+           progress=None) -> ClusterTree:
     import time
 
     started = time.perf_counter()
+    report = progress or (lambda stage, fraction: None)
+    most = sum(k ** level for level in range(1, levels))  # sub-cuts at most
+    done = [0]
     res = run.result
     tables = node_tables(run)
     n = len(res.labels)
@@ -189,6 +195,9 @@ def _build(run: CutsRun, levels: int, k: int, min_nodes: int, device: str) -> Cl
             node.stopped = f"not cut: {' '.join(str(e).split())}"
             return
         node.eigenvalues = [round(float(v), 6) for v in eigval]
+        done[0] += 1
+        report(f"cut {node.id} ({len(rows)} nodes): {done[0]} of at most {most} sub-cuts",
+               min(done[0] / most, 1.0))
         for c in range(int(labels.max()) + 1):
             sub = rows[labels == c]
             if len(sub):

@@ -43,6 +43,10 @@ def test_perf_command_completes_and_writes_json(tmp_path):
     assert 0 < bf16["rates"]["vision_of_peak"] and len(bf16["eigval"]["eigval_diff"]) == 5
     assert "bfloat16 vs float32" in run.stdout and "matmul peak" in run.stdout
     assert "speed-up" in run.stdout
+    recursive = report["recursive"]  # a 3-level recursive cut per mode
+    assert recursive["pairs"] == 2 and set(recursive["modes"]) == {"scalar", "joint"}
+    assert all(m["seconds"] > 0 and m["tree_nodes"] >= 1 for m in recursive["modes"].values())
+    assert "recursive cut 3 levels" in run.stdout
     # the right warning, once: random weights (what perf measures), not the toy model's
     assert "weights: random" in run.stdout and "toy model" not in run.stdout + run.stderr
     assert "one repeat" in run.stdout and "medians of 1" not in run.stdout

@@ -98,7 +98,12 @@ def test_a_small_branch_stops_and_says_why(runs):
     run = runs["joint"]
     sizes = np.bincount(run.result.labels)
     small = int(sizes[sizes > 0].min())
-    tree = R.recursive_cut(run, 3, min_nodes=small + 1)
+    reports = []
+    tree = R.recursive_cut(run, 3, min_nodes=small + 1,
+                           progress=lambda stage, f: reports.append((stage, f)))
+    assert len(reports) == sum(n.eigenvalues is not None for n in tree.nodes)  # one per sub-cut
+    fractions = [f for _, f in reports]
+    assert fractions == sorted(fractions) and 0 < fractions[0] and fractions[-1] <= 1
     stopped = [n for n in tree.nodes if n.stopped]
     assert any(n.size == small and n.level == 1 for n in stopped)
     for n in stopped:
@@ -280,3 +285,15 @@ def test_page_section_handlers(view):
     with pytest.raises(gr.Error, match="Levels is 5"):
         section.on_tree(v.request, 5)
     assert section.reset()[0] == EMPTY
+
+
+def test_perf_figure_counts_the_sub_cuts(runs, trees):
+    from engineered_latents import perf_recursive
+
+    row = perf_recursive.measure_run(runs["joint"], 3)
+    tree = trees["joint"]
+    assert row["nodes"] == tree.n_nodes and row["tree_nodes"] == len(tree.nodes)
+    assert row["sub_cuts"] == sum(bool(n.children) for n in tree.nodes) > 0
+    assert row["stopped"] == len(tree.stops) and row["seconds"] > 0
+    assert perf_recursive.pairs_to_measure([16, 64, 256]) == 64
+    assert perf_recursive.pairs_to_measure([128, 256]) == 128

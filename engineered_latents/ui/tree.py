@@ -66,9 +66,10 @@ class TreeSection:
 
     @user_errors
     def on_tree(self, request, levels, progress=gr.Progress()):
-        progress(0.1, desc="cutting the clusters again")
+        progress(0.0, desc="cutting the clusters again")
         view = self.explorer.view(request)
-        tree = TV.tree_for(view, levels, self.explorer.cache)
+        tree = TV.tree_for(view, levels, self.explorer.cache,
+                           lambda stage, f: progress(f, desc=stage))
         first = tree.nodes[0].id if tree.nodes else None
         if first is None:
             return (TV.tree_note(tree), F.message_figure("This cut has no clusters."),

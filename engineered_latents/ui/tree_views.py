@@ -30,13 +30,13 @@ def check_levels(value) -> int:
     return levels
 
 
-def tree_for(view: RunView, levels, cache=None) -> ClusterTree:
+def tree_for(view: RunView, levels, cache=None, progress=None) -> ClusterTree:
     """The run's cluster tree, `levels` deep (memory, then the disk cache, then computed)."""
     levels = check_levels(levels)
     key = (view.request, levels)
     tree = _TREES.get(key)
     if tree is None:
-        tree = recursive_cut(view.run, levels, cache)
+        tree = recursive_cut(view.run, levels, cache, progress=progress)
         _TREES.put(key, tree)
     return tree
 
