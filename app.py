@@ -43,6 +43,9 @@ def main(argv=None) -> None:
     install_log_filter()  # HF_TOKEN and the --auth password never reach the logs
 
     demo = build_app(default_model=args.model, share=bool(args.share))
+    from engineered_latents.colouring import warm_umap
+
+    warm_umap()  # UMAP's numba code compiles in a low-priority thread (~30 s), not on first use
     demo.launch(
         server_name=args.host, server_port=args.port, share=args.share, auth=args.auth,
         **launch_options())

@@ -22,8 +22,10 @@ while it is not finished.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import os
 import re
 import threading
 import time
@@ -152,7 +154,12 @@ def colour_points(x: np.ndarray, method: str, perplexity: int = 30, seed: int = 
     colouring (fitted on at most `anchors` farthest-point-sampled points, then propagated)."""
     import torch
     from ncut_pytorch.color import tsne_color, umap_color
-    from threadpoolctl import threadpool_limits
+
+    try:  # scikit-learn's own dependency
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        def threadpool_limits(*a, **k):
+            return contextlib.nullcontext()
 
     from .cuts import _NCUT_LOCK
 
@@ -189,35 +196,49 @@ def progress_text(method: str, n_points: int, anchors: int = ANCHORS) -> str:
 def slice_colours(run, cut=None, cache=None, progress=None) -> SliceColours:
     """The RGB view's colours of a run for `cut`'s colour fields (default the run's own spec):
     from the run's memo, the cache, or computed (t-SNE / UMAP: one colouring over all points)."""
-    cut = cut or run.cut
+    return shared_colours([run], cut, cache, progress)[0]
+
+
+def shared_colours(runs, cut=None, cache=None, progress=None) -> list[SliceColours]:
+    """`slice_colours` of several runs whose eigenvectors share one basis (the Compare tab's
+    two sides): t-SNE / UMAP colour all their points in one embedding, so a colour means the
+    same on both sides; rgb scales each run's eigenvectors over its own slice."""
+    cut = cut or runs[0].cut
     params = params_of(cut)
-    memo = getattr(run, "colours", None)
-    if memo is not None and memo.params == params:
-        return memo
+    memos = [getattr(run, "colours", None) for run in runs]
+    if all(m is not None and m.params == params for m in memos):
+        return memos
     started = time.perf_counter()
-    patches, tokens = view_points(run)
-    lengths = [len(p.token_positions) for p in run.pairs]
-    shape = (len(run.pairs), run.result.n_patches, 3)
+    blocks = []
+    for run in runs:
+        patches, tokens = view_points(run)
+        blocks.append((patches, tokens, (len(run.pairs), run.result.n_patches, 3),
+                       [len(p.token_positions) for p in run.pairs]))
     if cut.colour == "rgb":
-        k = run.result.n_eig
-        channels = tuple(min(c, k - 1) for c in cut.rgb)
-        patch_rgb = minmax_rgb(patches, channels).reshape(shape)
-        token_rgb = minmax_rgb(tokens, channels) if len(tokens) else np.zeros((0, 3))
-        colours = SliceColours(params, patch_rgb, _split(token_rgb, lengths))
+        out = []
+        for run, (patches, tokens, shape, lengths) in zip(runs, blocks):
+            k = run.result.n_eig
+            channels = tuple(min(c, k - 1) for c in cut.rgb)
+            token_rgb = minmax_rgb(tokens, channels) if len(tokens) else np.zeros((0, 3))
+            out.append(SliceColours(params, minmax_rgb(patches, channels).reshape(shape),
+                                    _split(token_rgb, lengths)))
     else:
-        colours = _reduced(patches, tokens, cut, params, shape, lengths, cache, progress)
-    colours.seconds = round(time.perf_counter() - started, 4)
-    run.colours = colours
-    return colours
+        out = _reduced(blocks, cut, params, cache, progress)
+    for run, colours in zip(runs, out):
+        colours.seconds = round(time.perf_counter() - started, 4)
+        run.colours = colours
+    return out
 
 
 def _split(rows: np.ndarray, lengths: list[int]) -> list[np.ndarray]:
     return np.split(rows, np.cumsum(lengths)[:-1]) if lengths else []
 
 
-def _reduced(patches, tokens, cut, params, shape, lengths, cache, progress) -> SliceColours:
+def _reduced(blocks, cut, params, cache, progress) -> list[SliceColours]:
     check_method(cut.colour, cut.perplexity)
-    points = np.concatenate([patches, tokens])[:, 1:]  # eigenvector 0 is trivial
+    k = min(b[0].shape[1] for b in blocks)
+    rows = [np.concatenate([patches[:, :k], tokens[:, :k]]) for patches, tokens, _, _ in blocks]
+    points = np.concatenate(rows)[:, 1:]  # eigenvector 0 is trivial
     valid = ~np.isnan(points).any(axis=1)
     unique, inverse = np.unique(points[valid], axis=0, return_inverse=True)
     check_points(cut.colour, len(unique), cut.perplexity)
@@ -236,12 +257,17 @@ def _reduced(patches, tokens, cut, params, shape, lengths, cache, progress) -> S
         found = colour_points(unique, cut.colour, cut.perplexity, cut.seed)
         if cache is not None:
             cache.set(key, found)
-    rows = np.full((len(points), 3), np.nan, np.float32)
-    rows[valid] = np.asarray(found)[inverse.reshape(-1)]
-    n_patch = shape[0] * shape[1]
-    return SliceColours(params, rows[:n_patch].reshape(shape), _split(rows[n_patch:], lengths),
-                        points=len(unique), anchors=min(len(unique), ANCHORS),
-                        cache="hit" if hit else "miss")
+    coloured = np.full((len(points), 3), np.nan, np.float32)
+    coloured[valid] = np.asarray(found)[inverse.reshape(-1)]
+    out, at = [], 0
+    for (_, _, shape, lengths), block in zip(blocks, rows):
+        mine, at = coloured[at:at + len(block)], at + len(block)
+        n_patch = shape[0] * shape[1]
+        out.append(SliceColours(params, mine[:n_patch].reshape(shape),
+                                _split(mine[n_patch:], lengths), points=len(unique),
+                                anchors=min(len(unique), ANCHORS),
+                                cache="hit" if hit else "miss"))
+    return out
 
 
 def _ncut_version() -> str:
@@ -262,6 +288,9 @@ def warm_umap(background: bool = True) -> threading.Thread | None:
     def work():
         started = time.perf_counter()
         try:
+            if background and hasattr(os, "setpriority"):  # this thread only (Linux: a task)
+                with contextlib.suppress(OSError):
+                    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
             import torch
             from ncut_pytorch.color import umap_color
 

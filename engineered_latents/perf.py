@@ -10,7 +10,8 @@ synthetic Winoground-shaped examples (two images, two captions each), it times:
 - against the hardware and across dtypes (`perf_hw`): the matmul peak per dtype, the encoders'
   GFLOP/s and fraction of peak, and float32 against bfloat16 (CPU) or float16 and bfloat16
   (CUDA) on the same slice: time per stage, speed-ups, word-score and eigenvalue agreement;
-- a 3-level recursive cut (`perf_recursive`) per mode, and its ratio to the slice's NCut.
+- a 3-level recursive cut (`perf_recursive`) per mode, and its ratio to the slice's NCut;
+- the RGB view's colouring (`perf_colouring`): rgb, t-SNE and UMAP on the 64-pair slice.
 Medians over repeats; ratios are taken pair by pair within a repeat.
 """
 
@@ -28,7 +29,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from . import perf_hw, perf_recursive
+from . import perf_colouring, perf_hw, perf_recursive
 from .cache import Cache
 from .config import CutSpec
 from .cuts import run_ncut
@@ -202,6 +203,9 @@ def measure(pairs: list[int], device: str | None = None, repeats: int = 3,
     n = perf_recursive.pairs_to_measure(pairs)
     log(f"recursive cut (3 levels, k=4) at {n} pairs ...")
     report["recursive"] = perf_recursive.measure(lm, synthetic_examples(n), ncut_device)
+    n = perf_colouring.pairs_to_measure(pairs)
+    log(f"colouring (rgb, t-SNE, UMAP) at {n} pairs ...")
+    report["colouring"] = perf_colouring.measure(lm, synthetic_examples(n), ncut_device)
     report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     if torch.cuda.is_available():
         report["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
@@ -306,6 +310,8 @@ def table(report: dict) -> str:
         lines += table_lines(report["arch"])
     if "recursive" in report:
         lines += perf_recursive.table_lines(report["recursive"])
+    if "colouring" in report:
+        lines += perf_colouring.table_lines(report["colouring"])
     lines.append(f"peak RSS {report['peak_rss_mb']} MB"
                  + (f", GPU {report['peak_gpu_mb']} MB" if "peak_gpu_mb" in report else "")
                  + f"; imports took {report.get('import_s', float('nan')):.2f}s")

@@ -186,3 +186,72 @@ def test_cli_colours_and_its_too_few_points_message(tiny_clip, tmp_path, capsys)
     assert summary["settings"]["cut"]["rgb"] == [3, 1, 2]
     assert arrays["patch_rgb"].shape == (2, 50, 3) and arrays["token_rgb"].shape[2] == 3
     assert np.nanmin(arrays["token_rgb"]) >= 0 and np.nanmax(arrays["token_rgb"]) <= 1
+
+
+def test_page_controls_recolour_a_run_from_the_cached_cut(tiny_clip, cache, base):
+    from engineered_latents.config import Settings
+    from engineered_latents.ui import views as V
+    from engineered_latents.ui.models import DEFAULT_CHOICE
+
+    explorer = V.Explorer(Settings(str(cache.directory), 1, 16), tiny_clip, cache=cache)
+    controls = dict(dataset="demo", start=0, count=2, indices="", model=DEFAULT_CHOICE,
+                    mode="scalar", n_eig=6, sharpness=0, clusters=3, seed=0,
+                    include_special=False, patch_norm=True)
+    assert explorer.request(**controls, rgb="1, 2, 3").cut.rgb == (1, 2, 3)  # automatic
+    assert explorer.request(**{**controls, "n_eig": 2}, rgb="1, 2, 3").cut.rgb == (1, 1, 1)
+    request = explorer.request(**controls, rgb="4 1 2", colour="tsne", perplexity=5)
+    assert (request.cut.rgb, request.cut.colour, request.cut.perplexity) == ((4, 1, 2), "tsne", 5)
+    view = explorer.run(request)
+    assert view.run.cache["cuts"] == "hit"  # the fixture's cut, recoloured
+    assert V.rgb_title(view).startswith("t-SNE (perplexity 5) of eigenvectors 1-5")
+    np.testing.assert_array_equal(view.patch_rgb, np.nan_to_num(view.run.patch_rgb(), nan=0.5))
+    assert V.rgb_figure(view, 1) is not None
+    rgb_view = explorer.run(explorer.request(**controls, rgb="4, 1, 2"))
+    assert V.rgb_title(rgb_view) == "eigenvectors (4, 1, 2) as RGB"
+    for bad, needle in [(dict(rgb="1, 2, 9"), "between 0 and n_eig - 1 (5)"),
+                        (dict(rgb="1, 2"), "exactly three"), (dict(colour="pca"), "colour"),
+                        (dict(colour="tsne", perplexity=1), "Perplexity is 1")]:
+        with pytest.raises(UserError, match=re.escape(needle)):
+            explorer.run(explorer.request(**controls, **bad))
+
+
+def test_umap_warm_up_runs_once_in_the_background_and_the_progress_says_so(monkeypatch):
+    import threading
+
+    import ncut_pytorch.color as nc
+
+    calls, release = [], threading.Event()
+
+    def fake_umap(x, **kw):
+        calls.append((tuple(x.shape), kw["seed"]))
+        release.wait(10)
+        return x[:, :3]
+
+    monkeypatch.setattr(nc, "umap_color", fake_umap)
+    monkeypatch.setattr(colouring, "_UMAP_READY", threading.Event())
+    monkeypatch.setattr(colouring, "_WARM_THREAD", None)
+    assert "first use in this server compiles" in colouring.progress_text("umap", 5000)
+    thread = colouring.warm_umap()
+    assert colouring.warm_umap() is thread  # once
+    assert "still compiling in the background" in colouring.progress_text("umap", 5000)
+    assert "fitted on 1,000 anchors" in colouring.progress_text("umap", 5000)
+    release.set()
+    thread.join(10)
+    assert calls == [((64, 4), 0)] and colouring.umap_ready()
+    assert "compil" not in colouring.progress_text("umap", 5000)
+
+
+def test_perf_figure_of_the_colouring(tiny_clip, monkeypatch):
+    from engineered_latents import perf_colouring
+    from engineered_latents.models import load_model, resolve_model
+    from engineered_latents.perf import synthetic_examples
+
+    monkeypatch.setattr(colouring, "colour_points",
+                        lambda x, method, perplexity, seed: np.full((len(x), 3), 0.5))
+    lm = load_model(resolve_model(tiny_clip))
+    report = perf_colouring.measure(lm, synthetic_examples(4))
+    assert report["pairs"] == 4 and set(report["seconds"]) == {"rgb", "tsne"}  # no UMAP < 64
+    assert 0 < report["anchors"] == report["points"] <= 4 * 50 + 40
+    assert report["nodes"] > report["points"]  # scalar nodes: patch x token
+    line = perf_colouring.table_lines(report)[0]
+    assert line.startswith("4 pairs: colouring (") and "tsne" in line and "NCut" in line

@@ -2,9 +2,6 @@
 test of speed: nothing here asserts wall-clock time)."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
@@ -20,14 +17,17 @@ def test_synthetic_examples_are_winoground_shaped():
 
 
 @pytest.mark.slow
-def test_perf_command_completes_and_writes_json(tmp_path):
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "PYTHONPATH": root, "EL_CACHE_DIR": str(tmp_path / "cache")}
+def test_perf_command_completes_and_writes_json(tmp_path, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from engineered_latents.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "perf.json"
-    run = subprocess.run([sys.executable, "-m", "engineered_latents", "perf", "--pairs", "2",
-                          "--repeats", "1", "--json", str(out)], capture_output=True, text=True,
-                         env=env, timeout=600, cwd=tmp_path)
-    assert run.returncode == 0, run.stderr
+    status = main(["perf", "--pairs", "2", "--repeats", "1", "--json", str(out)])
+    printed = capsys.readouterr()
+    run = SimpleNamespace(stdout=printed.out, stderr=printed.err)
+    assert status == 0, run.stderr
     report = json.loads(out.read_text())
     size = report["sizes"][0]
     assert size["pairs"] == 2
@@ -47,6 +47,9 @@ def test_perf_command_completes_and_writes_json(tmp_path):
     assert recursive["pairs"] == 2 and set(recursive["modes"]) == {"scalar", "joint"}
     assert all(m["seconds"] > 0 and m["tree_nodes"] >= 1 for m in recursive["modes"].values())
     assert "recursive cut 3 levels" in run.stdout
+    colour = report["colouring"]  # the RGB view's colouring (UMAP only from 64 pairs on)
+    assert colour["pairs"] == 2 and set(colour["seconds"]) == {"rgb", "tsne"}
+    assert "colouring (" in run.stdout
     # the right warning, once: random weights (what perf measures), not the toy model's
     assert "weights: random" in run.stdout and "toy model" not in run.stdout + run.stderr
     assert "one repeat" in run.stdout and "medians of 1" not in run.stdout
