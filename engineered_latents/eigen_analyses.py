@@ -107,7 +107,8 @@ def pair_scores(run: CutsRun) -> np.ndarray:
 
 def run_clip_scores(run: CutsRun, cache=None) -> np.ndarray:
     """[pairs] CLIP score of each pair of a finished cut: the cosine of its pooled image and
-    caption embeddings (reloads the slice's examples and the run's model)."""
+    caption embeddings (a SigLIP: its sigmoid of it, `siglip.model_scores`; reloads the slice's
+    examples and the run's model)."""
     from .features import pooled_image_embeddings, pooled_text_embeddings
     from .models import load_model
     from .pipeline import open_dataset
@@ -119,7 +120,9 @@ def run_clip_scores(run: CutsRun, cache=None) -> np.ndarray:
     lm = load_model(run.model)
     img = pooled_image_embeddings(lm, [examples[p.example].images[p.image] for p in run.pairs])
     txt = pooled_text_embeddings(lm, [p.caption for p in run.pairs])
-    return (img * txt).sum(1)  # both L2-normalized: [pairs]
+    from .siglip import model_scores
+
+    return model_scores(lm, (img * txt).sum(1))  # both L2-normalized: [pairs]
 
 
 def clip_correlation(scores: np.ndarray, clip: np.ndarray) -> list[dict]:

@@ -2,7 +2,8 @@
 
 `resolve_model` decides *which weights* a name means (cheaply, without loading them) and gives
 them an identity for cache keys: `<hub id>@<commit sha>`, `local:<fingerprint>`,
-`toy-<fingerprint>` or `demo-seed-N`. `load_model` loads them once per process and device.
+`toy-<fingerprint>` or `demo-seed-N` (a SigLIP's prefixed `siglip:`, see `siglip`). `load_model`
+loads them once per process and device.
 
 Offline fallback: when the default model is neither in the local Hugging Face cache nor
 downloadable, a toy CLIP trained on the demo's synthetic shapes (package data

@@ -72,6 +72,12 @@ def config_family(config_path: Path, name: str) -> str:
     return family_of(config, name)
 
 
+def row0_label(resolved) -> str:
+    """What row 0 of a patch map is, for labels: CLIP's CLS token, or a SigLIP's pooled
+    embedding (`resolved`: the run's ResolvedModel)."""
+    return "pooled" if getattr(resolved, "family", "clip") == FAMILY else "CLS"
+
+
 def weights_id(family: str, identity: str) -> str:
     """The cache identity of a family's weights: CLIP's as it always was, others prefixed."""
     return identity if family == "clip" else f"{family}:{identity}"
@@ -124,7 +130,9 @@ def random_b16(seed: int = 0):
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return SiglipModel(SiglipConfig())
+        # special ids of SigLIP's tokenizer (pad = eos = 1, no bos), not CLIP's defaults
+        return SiglipModel(SiglipConfig(text_config={"pad_token_id": 1, "bos_token_id": None,
+                                                     "eos_token_id": 1}))
 
 
 def train_sentencepiece(captions: list[str], vocab_size: int = 48,

@@ -39,3 +39,24 @@ def save_tiny_siglip(path, image_size: int = 32, patch_size: int = 8, seed: int 
     save_tokenizer(Path(path), demo_captions() * 3, vocab_size=48)
     SiglipImageProcessorPil(size={"height": image_size, "width": image_size}).save_pretrained(path)
     return str(path)
+
+
+def save_tiny_siglip2(path, tiny_siglip: str) -> str:
+    """The tiny SigLIP's weights with a SigLIP 2 tokenizer instead (Gemma-style BPE, fast, left
+    padding, character offsets): a fixed-resolution SigLIP 2 checkpoint is this, SiglipModel plus
+    Siglip2Tokenizer. A hand-made vocabulary of letters and a few merged words (under 64 ids)."""
+    import shutil
+
+    from transformers import Siglip2Tokenizer
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json"):
+        shutil.copy(Path(tiny_siglip) / name, path / name)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<mask>": 4}
+    for piece in ["\u2581", *letters, *("\u2581" + c for c in letters), "re", "red", "\u2581red"]:
+        vocab.setdefault(piece, len(vocab))
+    merges = [("r", "e"), ("re", "d"), ("\u2581", "red")]
+    Siglip2Tokenizer(vocab=vocab, merges=merges).save_pretrained(path)
+    return str(path)

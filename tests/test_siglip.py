@@ -56,6 +56,7 @@ def test_scalar_cut_every_patch_is_a_node_and_padding_never(scalar_run, lm):
     assert run.result.n_patches == 1 + GRID
     assert run.result.eigvec.shape[0] == GRID * sum(n_nodes)
     assert set(run.result.index[:, 1]) == set(range(1, 1 + GRID))  # row 0 (pooled) is not
+    assert siglip.row0_label(run.model) == "pooled"  # the page's label (not CLS)
     for p, info in enumerate(run.pairs):
         assert "</s>" not in info.tokens
         assert info.words == info.caption.split()  # "▁" pieces merged into the words
@@ -168,3 +169,32 @@ def test_naflex_and_training_are_refused_with_a_message(tiny_siglip, tmp_path):
 
     with pytest.raises(UserError, match="CLIP checkpoints only"):
         load_base(tiny_siglip)
+
+
+def test_a_siglip2_tokenizer_left_padding_and_offsets(tiny_siglip, tmp_path):
+    from siglip_fixtures import save_tiny_siglip2
+
+    from engineered_latents.features import encode_texts, pooled_text_embeddings
+
+    lm2 = models.load_model(save_tiny_siglip2(tmp_path / "s2", tiny_siglip), "cpu", "float32")
+    assert type(lm2.tokenizer).__name__ == "Siglip2Tokenizer"
+    assert lm2.tokenizer.padding_side == "left"
+    (text,), _ = encode_texts(lm2, ["A red circle"])
+    assert "<pad>" not in text.pieces and text.pieces[:2] == ["a", "\u2581red"]
+    assert len(text.ids) == len(lm2.tokenizer("A red circle")["input_ids"])
+    assert whole_words(text, text.special[0], len(text.ids) - text.special[1]) == [
+        ("A", [0]), ("red", [1]), ("circle", list(range(2, len(text.ids))))]
+    np.testing.assert_allclose(pooled_text_embeddings(lm2, ["A red circle"])[0], text.pooled,
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_layer_minus_one_is_the_last_layer(lm):
+    from engineered_latents.features import EncodeSettings, encode_images, encode_texts
+
+    image = get_dataset("demo").load([0])[0].images[0]
+    last, minus_one = (encode_images(lm, [image], s)[0][0].patches
+                       for s in (EncodeSettings(), EncodeSettings(layer=-1)))
+    np.testing.assert_allclose(last, minus_one, rtol=1e-5, atol=1e-6)
+    last, minus_one = (encode_texts(lm, ["a red circle"], s)[0][0].tokens
+                       for s in (EncodeSettings(), EncodeSettings(layer=-1)))
+    np.testing.assert_allclose(last, minus_one, rtol=1e-5, atol=1e-6)

@@ -30,6 +30,7 @@ from ..controls import CONTROLS
 from ..data import Example, dataset_names
 from ..errors import UserError, quoted
 from ..pipeline import CutsRun, compute_cuts, open_dataset
+from ..siglip import row0_label
 from . import gpu, privacy
 from .models import model_spec_for
 
@@ -385,7 +386,8 @@ def _check_eig(view: RunView, eig) -> int:
 
 def _patch_labels(view: RunView) -> list[str]:
     rows, cols = view.grid
-    return ["CLS"] + [f"r{r} c{c}" for r in range(rows) for c in range(cols)]
+    return [row0_label(view.run.model)] + [f"r{r} c{c}" for r in range(rows)
+                                            for c in range(cols)]
 
 
 def overlay_values(view: RunView, pair: int, word: int, eig: int, source: str) -> np.ndarray:
@@ -425,7 +427,7 @@ def overlay_figure(view: RunView, pair, word, eig, source: str = "eigenvector"):
     else:
         what, kwargs = f"{label} on eigenvector {eig}", {}
     if view.run.cut.include_special and source != "k-way clusters":
-        what += f" (CLS {values[0]:.3f})"
+        what += f" ({row0_label(view.run.model)} {values[0]:.3f})"
     image = view.images[(info.example, info.image)]
     return F.patch_overlay(image, grid, [what, _short(info.caption)],
                            value_name="cluster" if source == "k-way clusters" else "value",
