@@ -32,11 +32,15 @@ def test_coco_train_split_uses_every_caption_and_validates_on_test(tmp_path, coc
                                        Cache(str(tmp_path / "cache")))
     # retrieval_samples: image i has 3 + i % 3 captions
     assert len(train) == sum(3 + i % 3 for i in range(12))
-    assert train.captions[:3] == ["caption 0 of image 0", "caption 1 of image 0",
-                                  "caption 2 of image 0"]
-    assert train.image_of[:4] == [(0, 0), (0, 0), (0, 0), (1, 0)]  # (example, image)
+    first = list(train.pairs_in_order())[:4]  # (example, caption number, image bytes, caption)
+    assert [c for *_, c in first[:3]] == ["caption 0 of image 0", "caption 1 of image 0",
+                                          "caption 2 of image 0"]
+    assert [(i, c) for i, c, *_ in first] == [(0, 0), (0, 1), (0, 2), (1, 0)]
     assert len(val) == 4 and val.captions[0] == "caption 0 of image 0"
-    assert train.image(0).tobytes() != val.image(0).tobytes()  # test images, not train ones
+    from engineered_latents.data.images import load_image
+
+    train_image = load_image(first[0][2])
+    assert train_image.tobytes() != val.image(0).tobytes()  # test images, not train ones
     assert not warnings
     assert "train" in train.identity and "test" in val.identity
 
@@ -77,20 +81,34 @@ def test_too_little_data_for_the_batch(tmp_path, coco):
                     Cache(str(tmp_path / "cache")))
 
 
-def test_a_hub_train_split_of_unknown_size_needs_a_count(tmp_path):
-    with pytest.raises(UserError, match="give --count N, or --data-path"):
-        train_pairs(_spec(tmp_path, dataset="coco"), Cache(str(tmp_path / "cache")))
+def test_a_hub_stream_of_unknown_size_needs_steps(tmp_path):
+    from types import SimpleNamespace
+
+    from engineered_latents.finetune.setup import schedule_length
+
+    hub_stream = SimpleNamespace(per_epoch=None)  # what a Hub StreamedPairs has
+    with pytest.raises(UserError, match="give --steps"):
+        schedule_length(_spec(tmp_path, dataset="coco", steps=None, epochs=2), hub_stream)
+    with pytest.raises(UserError, match="give --steps"):
+        schedule_length(_spec(tmp_path, dataset="coco", warmup="1ep"), hub_stream)
+    assert schedule_length(_spec(tmp_path, dataset="coco", steps=5), hub_stream) == (5, 0)
 
 
-def test_images_are_read_back_when_a_batch_needs_them(tmp_path, coco):
+def test_images_are_read_back_when_a_batch_needs_them(tmp_path):
     from engineered_latents.finetune.data import AdapterImages
 
-    train, _, _ = train_pairs(_spec(tmp_path, dataset="coco", data_path=coco),
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for i in range(6):
+        pattern((16, 16), seed=i).save(folder / f"{i}.png")
+    (folder / "captions.json").write_text(json.dumps({f"{i}.png": [f"tile {i}", f"p {i}"]
+                                                      for i in range(6)}))
+    train, _, _ = train_pairs(_spec(tmp_path, dataset="upload", data_path=str(folder)),
                               Cache(str(tmp_path / "cache")))
     assert isinstance(train.source, AdapterImages)  # no decoded images held
     first, again = train.image(0), train.image(1)  # pairs 0 and 1: captions of image 0
     assert first.tobytes() == again.tobytes()
-    assert train.image(3).tobytes() != first.tobytes()  # pair 3: image 1
+    assert train.image(2).tobytes() != first.tobytes()  # pair 2: image 1
 
 
 def test_validation_on_coco_test_while_training_on_demo(tmp_path, coco):

@@ -4,6 +4,7 @@
   parser (`"contrastive+0.1*cluster"`).
 - `spec`: `TrainSpec`, every option of a run.
 - `data`: the pairs to train and validate on, and the seeded batch order.
+- `stream`: coco/flickr30k streamed: the seeded shuffle buffer and each process's share.
 - `model`: what trains (full, LoRA, last-N, projections) and the forward the losses need.
 - `setup`: accelerator, optimizer, schedule; `validation`: metrics and early stopping.
 - `loop`: the training loop under HF Accelerate (`fit(spec)`); `checkpoints`: atomic

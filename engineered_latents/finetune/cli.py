@@ -107,6 +107,9 @@ def add_parser(sub) -> None:
     g.add_argument("--grad-clip", type=_NONNEG, default=1.0, help="max gradient norm (0: off)")
     g.add_argument("--workers", type=int_range(0, 256), default=0, help="DataLoader "
                    "processes preparing batches (0: one background thread)")
+    g.add_argument("--shuffle-buffer", type=int_range(0, 10_000_000),
+                   default=d["shuffle_buffer"].default, help="coco, flickr30k (streamed): "
+                   "pairs in the seeded shuffle buffer (0: file order)")
     g.add_argument("--seed", type=seed, default=42)
     g.add_argument("--device", help="cpu, cuda or mps (default: best available)")
     g.add_argument("--dtype", choices=DTYPES, help="float32, or autocast in bfloat16/float16 "
@@ -137,7 +140,8 @@ _FIELDS = ("model", "dataset", "data_path", "split", "start", "count", "val_data
            "cluster_nodes", "train", "lora_rank", "steps", "epochs", "batch_size", "accum",
            "lr", "weight_decay", "optimizer", "scheduler", "warmup", "min_lr", "grad_clip",
            "val_every", "checkpoint_every", "keep", "early_stop", "seed", "device", "dtype",
-           "cache_dir", "overwrite", "track", "eval", "eval_limit", "workers")
+           "cache_dir", "overwrite", "track", "eval", "eval_limit", "workers",
+           "shuffle_buffer")
 
 
 def spec_from_args(args) -> TrainSpec:

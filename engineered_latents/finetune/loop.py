@@ -7,6 +7,11 @@ keep their gradient) and every process computes the same loss on all B rows; the
 is scaled by W so that DDP's gradient average is the gradient of that loss. One process and two
 processes with the same B thus follow the same history (up to float summation order).
 `--accum A` sums the gradients of A such batches per optimizer step (each loss still sees B rows).
+With `--cluster-graph tokens` each process builds the tokens graph of its own B / W pairs: the
+graph terms are then the mean over the processes of their local graph terms (in value and in
+gradient; `_local_graph_loss`), not one graph of all B pairs as a single process builds.
+Streamed data (coco, flickr30k) gives each process its own share (`stream`), so there the
+order, unlike the history of the other datasets, depends on the number of processes.
 
 Only the main process writes checkpoints, logs, the tracker and the output.
 """
@@ -27,7 +32,7 @@ import torch
 
 from ..errors import UserError
 from . import checkpoints as ckpt
-from .data import BatchOrder, Collate, train_pairs
+from .data import BatchOrder, Collate, n_pairs, train_pairs
 from .losses import LossParams, combined, needs, row_normalize, tokens_graph
 from .model import Encoder, count_parameters, load_base, select_trainable
 from .setup import (
@@ -38,6 +43,7 @@ from .setup import (
     schedule_length,
 )
 from .spec import TrainSpec
+from .stream import StreamCollate, StreamedPairs
 from .validation import after_validation, validate
 
 log = logging.getLogger(__name__)
@@ -63,8 +69,8 @@ class Run:
     encoder: object  # prepared (DDP-wrapped when distributed)
     optimizer: object
     scheduler: object
-    order: BatchOrder
-    collate: Collate
+    order: BatchOrder  # or a StreamedPairs (coco, flickr30k)
+    collate: Collate  # or a StreamCollate
     val_collate: Collate
     total_steps: int
     params: LossParams
@@ -96,13 +102,40 @@ def gather_rows(x: torch.Tensor, accelerator) -> torch.Tensor:
 def batch_loss(run: Run, out: dict, batch: dict, seed: int) -> tuple[torch.Tensor, dict]:
     img = row_normalize(gather_rows(out["img"].float(), run.accelerator))
     txt = row_normalize(gather_rows(out["txt"].float(), run.accelerator))
-    nodes = None
-    if run.spec.cluster_graph == "tokens" and needs(run.terms, "graph"):
-        nodes = tokens_graph(out, batch, run.spec.cluster_nodes, seed)
     scale, world = out["logit_scale"].float(), run.accelerator.num_processes
     if world > 1:  # every process sees all of the scale's gradient: undo the x world below
         scale = scale / world + (scale - scale / world).detach()
-    return combined(run.terms, img, txt, scale, run.params, nodes)
+    if run.spec.cluster_graph == "tokens" and needs(run.terms, "graph"):
+        rank = run.accelerator.process_index
+        nodes = tokens_graph(out, batch, run.spec.cluster_nodes, seed + 1_000_003 * rank)
+        if world > 1:
+            return _local_graph_loss(run, img, txt, scale, nodes)
+        return combined(run.terms, img, txt, scale, run.params, nodes)
+    return combined(run.terms, img, txt, scale, run.params, None)
+
+
+def _local_graph_loss(run: Run, img, txt, scale, nodes) -> tuple[torch.Tensor, dict]:
+    """Several processes with the tokens graph: the pooled terms on the gathered batch as
+    always; each graph term on this process's own tokens graph (its B / W pairs, sampled to
+    at most --cluster-nodes), the loss being the mean over the processes of those local graph
+    terms. Its value (all-reduced) is that mean; its gradient too: each process's graph terms
+    are scaled by 1 / W before the x W of the backward and DDP's average."""
+    import torch.distributed as dist
+
+    world = run.accelerator.num_processes
+    graph = tuple(t for t in run.terms if needs((t,), "graph"))
+    pooled = tuple(t for t in run.terms if not needs((t,), "graph"))
+    loss_p, values = combined(pooled, img, txt, scale, run.params) if pooled else \
+        (img.new_zeros(()), {})
+    loss_g, local = combined(graph, img, txt, scale, run.params, nodes)
+    summed = torch.tensor([loss_g.item(), *local.values()], dtype=torch.float64,
+                          device=loss_g.device)
+    dist.all_reduce(summed)  # the graph terms' sums over the processes
+    mean = summed / world
+    values.update({name: float(v) for name, v in zip(local, mean[1:])})
+    total = loss_p + loss_g / world
+    total = total + (float(mean[0]) - (loss_g / world).detach())  # value: the mean
+    return total, {t.name: values[t.name] for t in run.terms}
 
 
 def local_rows(run: Run, g: int) -> list[int]:
@@ -216,6 +249,40 @@ class _MicroBatches(torch.utils.data.Dataset):
         return self.collate(rows[self.rank * self.per:(self.rank + 1) * self.per])
 
 
+class _StreamMicroBatches(torch.utils.data.IterableDataset):
+    """This process's streamed micro-batches `first` .. `last - 1`, collated; DataLoader worker
+    w of N collates those with (g - first) % N == w (each reads the stream, only its own are
+    decoded), and the DataLoader hands them out round robin: the same order as one thread."""
+
+    def __init__(self, run: Run, first: int, last: int) -> None:
+        self.collate, self.stream, self.first, self.n = run.collate, run.order, first, last - first
+        self.per = run.spec.batch_size // run.accelerator.num_processes
+        self.rank, self.world = run.accelerator.process_index, run.accelerator.num_processes
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        n, w = (info.num_workers, info.id) if info is not None else (1, 0)
+        items = self.stream.micro_batches(self.per, self.first, self.rank, self.world)
+        for j in range(self.n):
+            rows = next(items)
+            if j % n == w:
+                yield self.collate(rows)
+
+
+def _stream_batches(run: Run, first: int, last: int):
+    from ..prefetch import prefetched
+
+    if run.spec.workers > 0:
+        return torch.utils.data.DataLoader(
+            _StreamMicroBatches(run, first, last), batch_size=None,
+            num_workers=run.spec.workers, prefetch_factor=2, persistent_workers=False)
+    acc = run.accelerator
+    items = run.order.micro_batches(run.spec.batch_size // acc.num_processes, first,
+                                    acc.process_index, acc.num_processes)
+    # One background thread reads the stream and collates micro-batch g + 1 while g trains.
+    return (b for _, b in prefetched(range(first, last), lambda g: run.collate(next(items))))
+
+
 def _batches(run: Run):
     """This process's micro-batches from the resume point, prepared ahead: in a thread, or in
     `--workers` DataLoader processes (the same batches either way)."""
@@ -223,7 +290,9 @@ def _batches(run: Run):
 
     device = run.accelerator.device
     first, last = run.start_step * run.spec.accum, run.total_steps * run.spec.accum
-    if run.spec.workers > 0:
+    if isinstance(run.order, StreamedPairs):
+        batches = _stream_batches(run, first, last)
+    elif run.spec.workers > 0:
         batches = torch.utils.data.DataLoader(
             _MicroBatches(run, first, last), batch_size=None, shuffle=False,
             num_workers=run.spec.workers, prefetch_factor=2, persistent_workers=False)
@@ -339,9 +408,6 @@ def prepare(spec: TrainSpec, say: Callable[[str], None]):
     if spec.batch_size % world:
         raise UserError(f"--batch-size {spec.batch_size} is not divisible by the {world} "
                         "processes: each process encodes an equal share.")
-    if world > 1 and spec.cluster_graph == "tokens":
-        raise UserError("--cluster-graph tokens runs on one process only; use pooled with "
-                        "several processes.")
     cache_dir = spec.cache_dir or Settings.from_env().cache_dir
     resolved, clip, tokenizer, processor = load_base(spec.model)
     check_k_against_width(spec, clip.config.projection_dim)
@@ -356,18 +422,24 @@ def prepare(spec: TrainSpec, say: Callable[[str], None]):
         trained = select_trainable(clip, spec.train, spec.last_n, spec.lora_rank)
     encoder = Encoder(clip, tokens=spec.cluster_graph == "tokens")
     n_train, n_total = count_parameters(encoder)
+    streamed, n_train_pairs = isinstance(train, StreamedPairs), n_pairs(train)
+    data = f"{n_train_pairs if n_train_pairs is not None else 'streamed'} training pairs"
+    if streamed:
+        data += f" ({train.describe(world)}, shuffle buffer {spec.shuffle_buffer})"
     say(f"model {resolved.name} ({resolved.weights_id}): {n_train:,} of {n_total:,} "
-        f"parameters train ({spec.train}); {len(train)} training pairs, {len(val)} validation")
+        f"parameters train ({spec.train}); {data}, {len(val)} validation")
     optimizer = make_optimizer(spec, encoder)
-    order = BatchOrder(len(train), spec.batch_size, spec.seed)
+    order = train.batch_order(spec.batch_size) if streamed else \
+        BatchOrder(len(train), spec.batch_size, spec.seed)
     total, warmup = schedule_length(spec, order)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(spec, total, warmup))
     encoder_p, optimizer_p = accelerator.prepare(encoder, optimizer)
     config = {**spec.to_json(), "total_steps": total, "warmup_steps": warmup, "dtype": dtype,
               "processes": world}
     tracker = make_tracker(spec.track, cache_dir, spec.out, config, accelerator.is_main_process)
+    collate = (StreamCollate if streamed else Collate)(train, processor, tokenizer)
     run = Run(spec, accelerator, encoder_p, optimizer_p, scheduler, order,
-              Collate(train, processor, tokenizer), Collate(val, processor, tokenizer), total,
+              collate, Collate(val, processor, tokenizer), total,
               LossParams(spec.k, spec.alpha, spec.beta, spec.gamma), spec.terms, tracker, say)
     with global_rng():
         _resume(run, previous, accelerator)
@@ -376,8 +448,9 @@ def prepare(spec: TrainSpec, say: Callable[[str], None]):
     extra = {"resolved": resolved, "trained": trained, "tokenizer": tokenizer,
              "processor": processor, "config": config, "cache_dir": cache_dir,
              "parameters": {"trainable": n_train, "total": n_total},
-             "data": {"train": train.identity, "val": val.identity, "n_train": len(train),
-                      "n_val": len(val)}}
+             "data": {"train": train.identity, "val": val.identity, "n_train": n_train_pairs,
+                      "n_val": len(val),
+                      **({"stream": train.describe(world)} if streamed else {})}}
     return run, extra
 
 

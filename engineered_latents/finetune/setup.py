@@ -64,7 +64,14 @@ def lr_factor(spec: TrainSpec, total: int, warmup: int) -> Callable[[int], float
 
 def schedule_length(spec: TrainSpec, order: BatchOrder) -> tuple[int, int]:
     """(total optimizer steps, warm-up steps)."""
-    per_epoch = max(1, order.per_epoch // spec.accum)
+    if order.per_epoch is None:  # a Hub stream: its number of pairs is not known
+        if spec.epochs is not None or spec.warmup.strip().endswith("ep"):
+            raise UserError("The number of pairs of a streamed Hub split is not known without "
+                            "reading all of it: give --steps (and --warmup in steps), or "
+                            "--data-path (a local copy, whose pairs are counted).")
+        per_epoch = 1
+    else:
+        per_epoch = max(1, order.per_epoch // spec.accum)
     if spec.steps is not None:
         total = spec.steps
     elif spec.epochs is not None:

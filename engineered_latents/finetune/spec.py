@@ -67,6 +67,7 @@ class TrainSpec:
     eval: str | None = None  # comma-separated benchmarks, before and after
     eval_limit: int | None = None
     workers: int = 0  # DataLoader processes preparing batches; 0: one thread
+    shuffle_buffer: int = 1000  # streamed datasets (coco, flickr30k): pairs in the buffer
 
     def __post_init__(self) -> None:
         check(self)
@@ -119,6 +120,9 @@ def check(spec: TrainSpec) -> None:
                         "(N >= 1 blocks of each tower, e.g. last-2).")
     if spec.workers < 0:
         raise UserError(f"--workers {spec.workers} must be at least 0.")
+    if spec.shuffle_buffer < 0:
+        raise UserError(f"--shuffle-buffer {spec.shuffle_buffer} must be at least 0 (0: the "
+                        "file order).")
     _positive(spec, ("batch_size", "accum", "val_every", "checkpoint_every", "keep", "lora_rank",
                      "val_count", "cluster_nodes"))
     if spec.batch_size < 2:
