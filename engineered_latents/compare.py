@@ -168,7 +168,8 @@ def _compute(models, specs, dataset, indices, slice_spec, cut_spec, cache, repor
         pairs = [_pair_info(meta, txt[c], spans[m][p])
                  for p, (meta, (_, c)) in enumerate(zip(pair_meta, pair_items))]
         runs.append(CutsRun(model, slice_spec, cut_spec, results[m], pairs,
-                            _provenance(model, lm, cut_spec, dataset), {}, {"cuts": "miss"},
+                            _provenance(model, lm, cut_spec, dataset, specs[m]), {},
+                            {"cuts": "miss"},
                             [model.warning] if model.warning else []))
     if cut_spec.mode == "joint":
         with _timed(timings, "match"):

@@ -24,7 +24,7 @@ CUT_OUTPUTS = ["note", "status", "banner", "gallery", "pair", "word", "eig", "ov
 # /load: the restored controls, then /cut's outputs, then the "run pending" flag
 RESTORED = ["dataset", "start", "count", "indices", "model", "mode", "n_eig", "sharpness",
             "clusters", "seed", "special", "patch_norm", "crossed", "all_captions", "overlay",
-            "bpe", "show0"]
+            "bpe", "show0", "layer"]
 LOSS_OUTPUTS = ["k", "note", "surface", "contour", "k_plot", "noise"]
 
 

@@ -26,7 +26,7 @@ from ..controls import CONTROLS
 from ..data import dataset_names
 from ..errors import UserError
 from . import components as C
-from . import gpu, share
+from . import gpu, layers, share
 from . import views as V
 from .explore import (
     COPY_LINK_JS,
@@ -233,13 +233,15 @@ def pair_views(view: CompareView, pair, eig) -> tuple:
 
 
 
-def _model_row(choices, side: str) -> tuple:
-    """A model picker (listed models or a typed Hub id) and its optional layer, for one side."""
+def _model_row(choices, side: str, depth: int | None = None) -> tuple:
+    """A model picker (listed models or a typed Hub id) and its optional layer, for one side
+    (`depth`: the default model's layer count, shown in the layer's help)."""
     with gr.Row():
         model = C.Dropdown(choices, value=DEFAULT_CHOICE, allow_custom_value=True,
                            label=f"Model {side}", info="or type a Hub id",
                            elem_id=f"el-compare-model-{side.lower()}", scale=3)
-        layer = gr.Number(None, precision=0, label=f"Layer {side}", info="empty = last",
+        layer = gr.Number(None, precision=0, label=f"Layer {side}",
+                          info=layers.field_update(depth)["info"],
                           elem_id=f"el-compare-layer-{side.lower()}", scale=1, min_width=80)
     return model, layer
 
@@ -266,8 +268,9 @@ class CompareTab:
                 self.indices = gr.Textbox("", label="Or example indices",
                                           placeholder="e.g. 3, 7, 12-15", max_length=V.MAX_TEXT,
                                           elem_id="el-compare-indices")
-                self.model_a, self.layer_a = _model_row(choices, "A")
-                self.model_b, self.layer_b = _model_row(choices, "B")
+                depth = layers.choice_depth(DEFAULT_CHOICE, self.explorer.default_model)
+                self.model_a, self.layer_a = _model_row(choices, "A", depth)
+                self.model_b, self.layer_b = _model_row(choices, "B", depth)
                 self.mode = C.Radio(["scalar", "joint"], value="scalar", label="Graph",
                                     info="scalar: one NCut over both models' affinity nodes; "
                                          "joint: a cut each, eigenvectors matched")
@@ -367,6 +370,9 @@ class CompareTab:
             concurrency_id=MODEL_POOL, concurrency_limit=1, show_progress_on=[self.note])
         self.n_eig.change(clusters_slider, [self.n_eig, self.clusters], self.clusters,
                           queue=False, api_visibility="private")
+        # each side's layer field names its model's range (from its config.json)
+        for model, layer in ((self.model_a, self.layer_a), (self.model_b, self.layer_b)):
+            model.change(self.on_model, model, layer, queue=False, api_visibility="private")
         views = dict(concurrency_id=VIEWS_POOL, concurrency_limit=4)
         for i, control in enumerate((self.pair, self.eig)):
             control.input(self.on_pair, [self.state, self.pair, self.eig], self.pair_outputs,
@@ -445,6 +451,10 @@ class CompareTab:
             raise UserError(f"Eigenvector {eig} does not exist: this comparison has "
                             f"1..{view.n_eig - 1}.")
         return pair_views(view, pair, eig)
+
+    def on_model(self, model):
+        """Another model on one side: its layer field's help names the model's range."""
+        return layers.field_update(layers.choice_depth(model, self.explorer.default_model))
 
     def on_link(self, *values):
         """The query string of a link to this comparison (the page adds its address)."""

@@ -28,7 +28,7 @@ from ..controls import CONTROLS
 from ..data import dataset_names
 from ..errors import UserError
 from . import components as C
-from . import export, share
+from . import export, layers, share
 from . import views as V
 from .models import DEFAULT_CHOICE, model_choices
 from .privacy import hide_paths, redact
@@ -207,6 +207,8 @@ class ExploreTab:
                     model_choices(self.explorer.default_model), value=DEFAULT_CHOICE,
                     allow_custom_value=True, label="Model", info="or type a Hub id",
                     elem_id="el-model")
+                # the model's range is set on page load and when the model changes
+                self.layer = layers.layer_slider(None, elem_id="el-layer")
                 self.mode = C.Radio(["scalar", "joint"], value="scalar", label="Graph",
                                      info="scalar: a node per patch-token affinity; joint: a node "
                                           "per patch and per token embedding")
@@ -300,7 +302,7 @@ class ExploreTab:
         return [self.dataset, self.start, self.count, self.indices, self.model, self.mode,
                 self.n_eig, self.sharpness, self.clusters, self.seed, self.include_special,
                 self.patch_norm, self.crossed, self.all_captions, self.files, self.captions,
-                self.eig, self.source, self.bpe, self.show0, self.restore]
+                self.eig, self.source, self.bpe, self.show0, self.restore, self.layer]
 
     @property
     def run_outputs(self) -> list:
@@ -318,7 +320,8 @@ class ExploreTab:
                 "seed": self.seed, "special": self.include_special,
                 "patch_norm": self.patch_norm, "crossed": self.crossed,
                 "all_captions": self.all_captions, "pair": self.pair, "eig": self.eig,
-                "word": self.word, "overlay": self.source, "bpe": self.bpe, "show0": self.show0}
+                "word": self.word, "overlay": self.source, "bpe": self.bpe, "show0": self.show0,
+                "layer": self.layer}
 
     @property
     def restore_outputs(self) -> list:
@@ -343,6 +346,9 @@ class ExploreTab:
         # a k-way cluster count never above n_eig: the slider follows the eigenvector count
         self.n_eig.change(clusters_slider, [self.n_eig, self.clusters], self.clusters,
                           queue=False, api_visibility="private")
+        # the Layer slider's range follows the model (its config.json; no weights loaded)
+        self.model.change(self.on_model, [self.model, self.layer], self.layer, queue=False,
+                          api_visibility="private")
         views = dict(concurrency_id=VIEWS_POOL, concurrency_limit=4)
         self.gallery.select(
             self.on_select, [self.state, self.eig, self.source, self.bpe, self.show0],
@@ -390,7 +396,7 @@ class ExploreTab:
 
     def _request(self, dataset, start, count, indices, model, mode, n_eig, sharpness, clusters,
                  seed, include_special, patch_norm, crossed=False, all_captions=False, files=None,
-                 captions=None) -> V.Request:
+                 captions=None, layer=None) -> V.Request:
         data_path = mirror_path(dataset, self.explorer.settings)
         if dataset == UPLOAD_DATASET:
             data_path = stage_upload(files, captions, max_uploads(self.explorer.settings))
@@ -401,20 +407,20 @@ class ExploreTab:
             dataset=dataset, start=start, count=count, indices=indices, model=model, mode=mode,
             n_eig=n_eig, sharpness=sharpness, clusters=clusters, seed=seed,
             include_special=include_special, patch_norm=patch_norm, crossed=crossed,
-            all_captions=all_captions, data_path=data_path)
+            all_captions=all_captions, data_path=data_path, layer=layer)
 
     @user_errors
     def on_run(self, dataset, start, count, indices, model, mode, n_eig, sharpness, clusters,
                seed, include_special, patch_norm, crossed=False, all_captions=False, files=None,
                captions=None, eig=1, source="eigenvector", bpe=False, show0=False, restore=None,
-               progress=gr.Progress()):
+               layer=-1, progress=gr.Progress()):
         """Run: cut (or re-read from the cache) the slice the controls name."""
         if not self.explorer.wait_ready(0):
             progress(0.0, desc="preparing the default view")
             self.explorer.wait_ready()
         request = self._request(dataset, start, count, indices, model, mode, n_eig, sharpness,
                                 clusters, seed, include_special, patch_norm, crossed,
-                                all_captions, files, captions)
+                                all_captions, files, captions, layer)
         view = self.explorer.run(request, lambda stage, f: progress(f, desc=stage))
         restore = restore or {}
         return self._view_outputs(view, restore.get("pair", 0), restore.get("word"), eig, source,
@@ -461,8 +467,19 @@ class ExploreTab:
         return {"dataset": dataset_names(), "overlay": list(V.OVERLAYS)}
 
     def restore_values(self, values: dict) -> list:
-        """`restore_outputs` values for a dict of link values."""
-        return [values[name] for name in self.link_controls if name not in SET_BY_RUN]
+        """`restore_outputs` values for a dict of link values (the Layer slider with the
+        linked model's range)."""
+        return [self.layer_update(values.get("model"), values.get("layer")) if name == "layer"
+                else values[name] for name in self.link_controls if name not in SET_BY_RUN]
+
+    def layer_update(self, model, layer) -> dict:
+        """The Layer slider for the model picker's value `model`, at `layer` if it has it."""
+        depth = layers.choice_depth(model, self.explorer.default_model)
+        return layers.slider_update(depth, layer)
+
+    def on_model(self, model, layer):
+        """Another model: the Layer slider's range is its layer count."""
+        return self.layer_update(model, layer)
 
     def request_for(self, values: dict) -> V.Request:
         """The Request a dict of link values names."""
@@ -472,7 +489,7 @@ class ExploreTab:
             n_eig=values["n_eig"], sharpness=values["sharpness"], clusters=values["clusters"],
             seed=values["seed"], include_special=values["special"],
             patch_norm=values["patch_norm"], crossed=values["crossed"],
-            all_captions=values["all_captions"],
+            all_captions=values["all_captions"], layer=values.get("layer"),
             data_path=mirror_path(values["dataset"], self.explorer.settings))
 
     @user_errors

@@ -33,13 +33,15 @@ def _link_name(name: str) -> str:
 FIELDS: dict[str, type] = {
     **{_link_name(n): (CONTROLS[n].kind if n in CONTROLS else _TEXT[n]) for n in _LINKED},
     **_VIEW,
+    "layer": CONTROLS["layer"].kind,  # Explore's Layer slider (-1: the last layer)
 }
 _CONTROL_OF = {_link_name(n): CONTROLS[n] for n in _LINKED if n in CONTROLS}
 # the Compare tab's own parameters (its slice and cut are FIELDS'), e.g.
 # `/?tab=compare&model_b=openai/clip-vit-base-patch16&layer_b=6&start=3&count=2`
 COMPARE_FIELDS: dict[str, type] = {"tab": str, "model_b": str, "layer_a": int, "layer_b": int}
 TABS = ("explore", "compare")
-_CONTROL_OF.update(layer_a=CONTROLS["layer"], layer_b=CONTROLS["layer"])
+_CONTROL_OF.update(layer=CONTROLS["layer"], layer_a=CONTROLS["layer"],
+                   layer_b=CONTROLS["layer"])
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 MAX_LENGTH = 500  # characters per value
 
@@ -172,8 +174,12 @@ def values_from_record(record: Mapping, defaults: Mapping, model_choice) -> tupl
         crossed=bool(sl.get("crossed_pairs")), all_captions=bool(sl.get("all_captions")))
     notes = [f"{name} = {cut[name]}" for name, default in _PAGE_DEFAULTS.items()
              if name in cut and _listed(cut[name]) != default]
+    layer = model.get("layer")
+    settable = layer is None or (isinstance(layer, int) and layer >= -1)  # the slider's range
+    if settable:
+        values["layer"] = -1 if layer is None else layer
     notes += [f"{name} = {model[name]}" for name in ("layer", "dtype", "device")
-              if model.get(name) is not None]
+              if model.get(name) is not None and not (name == "layer" and settable)]
     if sl.get("data_path"):
         notes.append("a local copy of the dataset (--data-path)")
     return values, notes

@@ -9,6 +9,7 @@ or word re-reads that run instead of cutting again. The pair and slice views are
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import logging
 import os
@@ -31,7 +32,7 @@ from ..data import Example, dataset_names
 from ..errors import UserError, quoted
 from ..pipeline import CutsRun, compute_cuts, open_dataset
 from ..siglip import row0_label
-from . import gpu, privacy
+from . import gpu, layers, privacy
 from .models import model_spec_for
 
 log = logging.getLogger(__name__)
@@ -110,10 +111,11 @@ def parse_request(
     *, dataset: str, start, count, indices: str | None, model: str | None, mode: str,
     n_eig, sharpness, clusters, seed, include_special: bool, patch_norm: bool,
     crossed: bool = False, all_captions: bool = False, data_path: str | None = None,
-    default_model: str | None = None, max_count: int = 10_000,
+    default_model: str | None = None, max_count: int = 10_000, layer=None,
 ) -> Request:
     """The Explore controls as specs; anything a user can get wrong is a `UserError` (the same
-    ranges as the CLI's options: `controls.CONTROLS`)."""
+    ranges as the CLI's options: `controls.CONTROLS`). `layer`: the Layer slider's value (-1 or
+    None: the last layer; the model's own range is checked by the run, `models.check_layer`)."""
     sharp = None if sharpness in (None, "", 0, 0.0) else CONTROLS["sharpness"].check(sharpness)
     if str(dataset or "demo") not in dataset_names():
         raise UserError(f"Unknown dataset {str(dataset)[:40]!r}: choose one of the list.")
@@ -131,7 +133,14 @@ def parse_request(
         seed=_checked(seed, "seed", "Seed"), include_special=bool(include_special),
         clusters=k_way, sharpness=sharp,
     )
-    return Request(slice_spec, cut, model_spec_for(model, default_model, bool(patch_norm)))
+    model_spec = model_spec_for(model, default_model, bool(patch_norm))
+    try:
+        chosen_layer = layers.spec_layer(layer)
+    except UserError as e:
+        raise UserError(f"Layer: {e}") from None
+    if chosen_layer is not None:
+        model_spec = dataclasses.replace(model_spec, layer=chosen_layer)
+    return Request(slice_spec, cut, model_spec)
 
 
 def _checked(value, control: str, label: str) -> int:
@@ -573,7 +582,8 @@ def status_markdown(view: RunView | None, explorer: Explorer) -> str:
     weights = f"**DEMO weights ({run.model.demo_label})**" if run.demo_weights \
         else "real weights"
     parts = [
-        f"**model** {_md(model_label(run.model))} ({_md(run.model.weights_id)}), {weights}",
+        f"**model** {_md(model_label(run.model))} ({_md(run.model.weights_id)}), {weights}"
+        + layer_text(view),
         f"**device** {_md(prov.get('device'))}, {_md(prov.get('dtype'))}",
         f"**slice** {_md(run.slice.dataset)} {slice_where(run.slice)}: {view.n_pairs} pairs, "
         f"{run.result.eigvec.shape[0]} nodes, {run.cut.mode}, {run.result.n_eig} eigenvectors",
@@ -587,7 +597,14 @@ def run_title(view: RunView) -> str:
     run = view.run
     demo = f", DEMO weights ({run.model.demo_label})" if run.demo_weights else ""
     return (f"{run.slice.dataset} {slice_where(run.slice)}, {view.n_pairs} pairs, "
-            f"{run.cut.mode}, {run.result.n_eig} eigenvectors, {model_label(run.model)}{demo}")
+            f"{run.cut.mode}, {run.result.n_eig} eigenvectors, {model_label(run.model)}{demo}"
+            + layer_text(view))
+
+
+def layer_text(view: RunView) -> str:
+    """', layer 6' for a run on another hidden state than the last ('' for the last)."""
+    layer = getattr(view.request.model, "layer", None)
+    return "" if layer is None else f", layer {layer}"
 
 
 def banner_html(view: RunView | None) -> str:
