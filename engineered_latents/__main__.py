@@ -384,8 +384,12 @@ def cmd_perf(args) -> int:
     if not pairs or min(pairs) < 2 or max(pairs) > 4096:
         raise UserError(f"--pairs {args.pairs!r}: give sizes from 2 to 4096 pairs.")
     start = time.perf_counter()
+    # the child finds this package wherever perf runs from (a checkout is not on its path)
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (here, os.environ.get("PYTHONPATH")) if p)}
     subprocess.run([sys.executable, "-c", "import engineered_latents.pipeline, transformers"],
-                   check=True)
+                   check=True, env=env)
     import_s = time.perf_counter() - start
     report = perf.measure(pairs, args.device, args.repeats,
                           lambda msg: print(msg, file=sys.stderr, flush=True), args.dtype,
