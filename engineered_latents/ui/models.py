@@ -25,6 +25,9 @@ HUB_MODELS = (
     ("LAION ViT-H/14", "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"),
     ("DataComp ViT-L/14", "laion/CLIP-ViT-L-14-DataComp.XL-s13B-b90K"),
     ("MetaCLIP ViT-B/32", "facebook/metaclip-b32-400m"),
+    # SigLIP and SigLIP 2 at fixed resolution (SiglipModel; engineered_latents.siglip)
+    ("SigLIP B/16", "google/siglip-base-patch16-224"),
+    ("SigLIP 2 B/16", "google/siglip2-base-patch16-224"),
 )
 # owner/name (or a bare name) made of the characters Hub ids allow; no "..", no leading dot.
 _HUB_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")
