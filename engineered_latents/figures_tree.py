@@ -79,5 +79,5 @@ def node_patches(
                                      colorbar=dict(thickness=10, title=esc(value_name))))
     fig.update_annotations(font_size=10)
     fig = _base(fig, title, 340)
-    fig.update_layout(margin=dict(t=fig.layout.margin.t + 24))  # room for the panels' titles
+    fig.update_layout(margin=dict(t=fig.layout.margin.t + 30))  # room for the panels' titles
     return fig

@@ -84,11 +84,11 @@ def node_figure(view: RunView, tree: ClusterTree, node_id: str):
         images.append(view.images[(info.example, info.image)])
         grids.append(np.asarray(values[1:], np.float64).reshape(rows, cols))
         titles.append(f"pair {p}: {_short(info.caption, 40)}")
-    share = "share of each patch's nodes in it" if view.run.result.mode == "scalar" \
-        else "patch nodes in it"
+    share = "share of each patch's nodes in the node" if view.run.result.mode == "scalar" \
+        else "its patch nodes"
     return FT.node_patches(images, grids, titles,
-                           [f"tree node {node.id} (level {node.level}, {node.size} graph "
-                            f"nodes): {share}", "words: " + (", ".join(node.words) or "none")])
+                           [f"tree node {node.id} (level {node.level}, {node.size} graph nodes): "
+                            f"{share}", "words: " + (", ".join(node.words[:6]) or "none")])
 
 
 def node_markdown(tree: ClusterTree, node_id: str) -> str:
