@@ -192,8 +192,8 @@ def test_query_parameters_restore_the_explore_tab(server):
     # the Copy link button builds the same query from the controls
     client = _client(server)
     query = client.predict("demo", 5, 2, "", "default", "joint", 12, 0, 4, 0, False, True,
-                           False, False, 2, 3, None, "raw affinity", True, False,
-                           api_name="/link")
+                           False, False, 2, 3, None, "raw affinity", True, False, -1,
+                           api_name="/link")  # the last value: the Layer slider (-1: last)
     assert query == "?start=5&count=2&mode=joint&n_eig=12&clusters=4&pair=2&eig=3" \
                     "&overlay=raw+affinity&bpe=1"
 
