@@ -15,7 +15,8 @@ from engineered_latents.ui.models import HUB_MODELS, model_choices
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ("laion/CLIP-ViT-H-14-laion2B-s32B-b79K", "laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
-           "laion/CLIP-ViT-L-14-DataComp.XL-s13B-b90K", "facebook/metaclip-b32-400m")
+           "laion/CLIP-ViT-L-14-DataComp.XL-s13B-b90K", "facebook/metaclip-b32-400m",
+           "google/siglip-base-patch16-224", "google/siglip2-base-patch16-224")  # + SigLIPs
 # the file lists as the Hub lists them (LAION's repositories carry both formats)
 LAION_FILES = ["config.json", "model.safetensors", "open_clip_config.json",
                "open_clip_model.safetensors", "open_clip_pytorch_model.bin",
