@@ -29,8 +29,14 @@ def lm(tiny_siglip):
 
 
 @pytest.fixture(scope="module")
-def scalar_run(tiny_siglip, tmp_path_factory):
-    return _run(tiny_siglip, tmp_path_factory.mktemp("siglip_scalar"))
+def cache_dir(tmp_path_factory):
+    """One cache for the module: later cuts reuse the embeddings the first one computed."""
+    return tmp_path_factory.mktemp("siglip_cache")
+
+
+@pytest.fixture(scope="module")
+def scalar_run(tiny_siglip, cache_dir):
+    return _run(tiny_siglip, cache_dir)
 
 
 def _real_tokens(lm, caption):
@@ -63,18 +69,18 @@ def test_scalar_cut_every_patch_is_a_node_and_padding_never(scalar_run, lm):
         assert not np.isnan(run.word_scores(p)).any()
 
 
-def test_include_special_adds_only_the_end_token_and_the_pooled_row(tiny_siglip, tmp_path,
+def test_include_special_adds_only_the_end_token_and_the_pooled_row(tiny_siglip, cache_dir,
                                                                     scalar_run):
-    run = _run(tiny_siglip, tmp_path, include_special=True)
+    run = _run(tiny_siglip, cache_dir, include_special=True)
     assert [p.tokens[-1] for p in run.pairs] == ["</s>"] * len(run.pairs)
     assert [len(p.tokens) for p in run.pairs] == [len(p.tokens) + 1 for p in scalar_run.pairs]
     assert run.result.eigvec.shape[0] == (1 + GRID) * sum(len(p.tokens) for p in run.pairs)
 
 
-def test_joint_cut_from_the_cli(tiny_siglip, tmp_path, monkeypatch):
+def test_joint_cut_from_the_cli(tiny_siglip, tmp_path, cache_dir, monkeypatch):
     from engineered_latents.__main__ import main
 
-    monkeypatch.setenv("EL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("EL_CACHE_DIR", str(cache_dir))
     out = tmp_path / "out"
     assert main(["cuts", "--model", tiny_siglip, "--dataset", "demo", "--count", "2",
                  "--mode", "joint", "--n-eig", "6", "--clusters", "3", "--out", str(out)]) == 0
@@ -139,12 +145,12 @@ def test_model_scores_are_the_sigmoid_and_rank_as_the_cosine(lm):
     assert (np.argsort(got, kind="stable") == np.argsort(cos, kind="stable")).all()
 
 
-def test_compare_a_siglip_with_a_clip(tiny_siglip, tiny_clip, tmp_path):
+def test_compare_a_siglip_with_a_clip(tiny_siglip, tiny_clip, cache_dir):
     from engineered_latents.compare import compare_cuts
 
     run = compare_cuts(el.SliceSpec("demo", start=0, count=1), el.CutSpec(n_eig=4, clusters=2),
                        (el.ModelSpec(tiny_siglip), el.ModelSpec(tiny_clip)),
-                       cache=el.Cache(tmp_path))
+                       cache=el.Cache(cache_dir))
     assert [r.result.n_patches for r in run.runs] == [1 + GRID, 1 + 49]
     assert all(0 < s < 1 for s in run.clip_scores[0])  # SigLIP's own (sigmoid) scores
 
