@@ -40,7 +40,8 @@ from .models import (
     resolve_model,
 )
 
-PIPELINE_VERSION = 2  # bump when a change alters cut results (2: scalar NCut's n_sample2)
+PIPELINE_VERSION = 3  # bump when a change alters cut results (2: scalar NCut's n_sample2,
+# 3: NCut without the repulsion-bandwidth search)
 Progress = Callable[[str, float], None]  # (stage name, fraction of the run done)
 
 

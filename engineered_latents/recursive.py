@@ -34,7 +34,7 @@ from .cuts import joint_nodes, kway_labels, run_ncut, scalar_nodes
 from .errors import UserError, quoted
 from .pipeline import CutsRun
 
-RECURSIVE_VERSION = 1  # bump when a change alters trees
+RECURSIVE_VERSION = 2  # bump when a change alters trees (2: NCut without the repulsion search)
 # the Space's three levels (the control's range; k = 6 gives 1 + 6 + 36 cuts at three)
 MAX_LEVELS = int(CONTROLS["recursive"].hi)
 N_WORDS = 6  # top words per tree node

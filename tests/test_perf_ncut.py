@@ -31,7 +31,8 @@ def test_scalar_mode_uses_the_smaller_propagation_sample(monkeypatch):
     monkeypatch.setattr("ncut_pytorch.Ncut.__init__", _spy(Ncut.__init__, seen))
     run_ncut(_scalar_slice(9000), 8)
     run_ncut(np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32), 8)
-    assert seen == [real, {}]  # 1-d features only
+    no_rep = cuts.NO_REPULSION  # both: the unused repulsion bandwidth named, not searched for
+    assert seen == [{**no_rep, **real}, no_rep]  # the smaller sample: 1-d features only
 
 
 def _spy(init, seen):
