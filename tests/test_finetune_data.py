@@ -51,13 +51,30 @@ def test_training_on_a_test_split_is_warned_about(tmp_path, coco):
     assert warnings and "contaminated" in warnings[0]
 
 
-def test_a_short_run_on_coco_train(tmp_path, coco):
+def test_a_short_run_on_coco_train_streams_and_resumes(tmp_path, coco):
     tiny = save_tiny_clip(tmp_path / "tiny", image_size=64, patch_size=16)
     record = fit(_spec(tmp_path, dataset="coco", data_path=coco, model=tiny, lr=1e-3),
                  lambda msg: None)
     assert record["steps_done"] == 2
     assert record["provenance"]["data"]["n_train"] == 48
+    assert "each process its own shards" in record["provenance"]["data"]["stream"]
     assert record["val"][-1]["n_val"] == 4
+
+    import threading
+    from dataclasses import replace
+
+    from engineered_latents.finetune import checkpoints
+
+    stop = threading.Event()  # set after step 1: a checkpoint, then KeyboardInterrupt
+    again = _spec(tmp_path, dataset="coco", data_path=coco, model=tiny, lr=1e-3,
+                  out=str(tmp_path / "again"))
+    with pytest.raises(KeyboardInterrupt):
+        fit(again, lambda msg: None, on_step=lambda step: stop.set(), stop=stop)
+    assert [s for s, _ in checkpoints.step_dirs(again.out)] == [1]
+    resumed = fit(replace(again, workers=1), lambda msg: None)  # replays the stream to step 1
+    assert resumed["history"][1]["loss"] == pytest.approx(record["history"][1]["loss"],
+                                                          abs=1e-6)
+    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in record["history"]]
 
 
 def test_upload_folder_with_a_held_out_fraction(tmp_path):

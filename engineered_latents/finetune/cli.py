@@ -106,7 +106,8 @@ def add_parser(sub) -> None:
     g.add_argument("--min-lr", type=_NONNEG, default=0.0, help="the schedule's floor")
     g.add_argument("--grad-clip", type=_NONNEG, default=1.0, help="max gradient norm (0: off)")
     g.add_argument("--workers", type=int_range(0, 256), default=0, help="DataLoader "
-                   "processes preparing batches (0: one background thread)")
+                   "processes preparing batches (0: one background thread; coco, flickr30k: "
+                   "threads)")
     g.add_argument("--shuffle-buffer", type=int_range(0, 10_000_000),
                    default=d["shuffle_buffer"].default, help="coco, flickr30k (streamed): "
                    "pairs in the seeded shuffle buffer (0: file order)")

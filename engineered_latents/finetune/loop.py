@@ -249,38 +249,25 @@ class _MicroBatches(torch.utils.data.Dataset):
         return self.collate(rows[self.rank * self.per:(self.rank + 1) * self.per])
 
 
-class _StreamMicroBatches(torch.utils.data.IterableDataset):
-    """This process's streamed micro-batches `first` .. `last - 1`, collated; DataLoader worker
-    w of N collates those with (g - first) % N == w (each reads the stream, only its own are
-    decoded), and the DataLoader hands them out round robin: the same order as one thread."""
-
-    def __init__(self, run: Run, first: int, last: int) -> None:
-        self.collate, self.stream, self.first, self.n = run.collate, run.order, first, last - first
-        self.per = run.spec.batch_size // run.accelerator.num_processes
-        self.rank, self.world = run.accelerator.process_index, run.accelerator.num_processes
-
-    def __iter__(self):
-        info = torch.utils.data.get_worker_info()
-        n, w = (info.num_workers, info.id) if info is not None else (1, 0)
-        items = self.stream.micro_batches(self.per, self.first, self.rank, self.world)
-        for j in range(self.n):
-            rows = next(items)
-            if j % n == w:
-                yield self.collate(rows)
-
-
 def _stream_batches(run: Run, first: int, last: int):
-    from ..prefetch import prefetched
+    """Streamed micro-batches: the stream is read in order; decoding and preprocessing run
+    ahead in one background thread (`--workers N`: N threads; `datasets` would split a stream
+    among DataLoader worker processes by itself, so processes are not used here)."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
 
-    if run.spec.workers > 0:
-        return torch.utils.data.DataLoader(
-            _StreamMicroBatches(run, first, last), batch_size=None,
-            num_workers=run.spec.workers, prefetch_factor=2, persistent_workers=False)
     acc = run.accelerator
     items = run.order.micro_batches(run.spec.batch_size // acc.num_processes, first,
                                     acc.process_index, acc.num_processes)
-    # One background thread reads the stream and collates micro-batch g + 1 while g trains.
-    return (b for _, b in prefetched(range(first, last), lambda g: run.collate(next(items))))
+    depth = max(1, run.spec.workers)
+    with ThreadPoolExecutor(max_workers=depth, thread_name_prefix="stream") as pool:
+        pending: deque = deque()
+        for _ in range(first, last):
+            pending.append(pool.submit(run.collate, next(items)))
+            if len(pending) > depth:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _batches(run: Run):

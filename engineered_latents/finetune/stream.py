@@ -222,7 +222,10 @@ class StreamCollate:
     the adapters do (`images.load_image`)."""
 
     def __init__(self, stream: StreamedPairs, processor, tokenizer) -> None:
+        import threading
+
         self.stream, self.processor, self.tokenizer = stream, processor, tokenizer
+        self._tokenizer_lock = threading.Lock()  # a fast tokenizer is not shared across threads
 
     def pairs(self, items: list[tuple]) -> tuple[list, list[str]]:
         """(images, captions); a pair whose image cannot be decoded takes the previous good
@@ -252,6 +255,7 @@ class StreamCollate:
     def __call__(self, items: list[tuple]) -> dict:
         images, captions = self.pairs(items)
         pixels = self.processor(images=images, return_tensors="pt")["pixel_values"]
-        enc = self.tokenizer(captions, padding=True, truncation=True, return_tensors="pt")
+        with self._tokenizer_lock:
+            enc = self.tokenizer(captions, padding=True, truncation=True, return_tensors="pt")
         return {"pixel_values": pixels, "input_ids": enc["input_ids"],
                 "attention_mask": enc["attention_mask"]}
