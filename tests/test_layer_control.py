@@ -121,12 +121,23 @@ def test_the_layer_is_in_the_cache_key_and_summary_and_beyond_depth_is_refused(t
     assert explorer.view(first.request) is not None
 
 
-def test_the_page_follows_the_model_and_refuses_a_layer_beyond_its_depth(app_server):
+def test_the_page_follows_the_model_and_refuses_what_it_cannot_run(app_server, monkeypatch):
     demo, url = app_server
-    explore = demo.parts["explore"]
-    update = explore.on_model("default", 5)  # the tiny CLIP has 2 layers
+    update = demo.parts["explore"].on_model("default", 5)  # the tiny CLIP has 2 layers
     assert (update["maximum"], update["value"]) == (2, -1)
+    assert demo.parts["compare"].on_model("default")["info"] == "empty = last; 0-2"
     client = Client(url, verbose=False, download_files=False)
     with pytest.raises(AppError, match="Layer 2[0-9] does not exist"):
         client.predict(count=1, n_eig=4, layer=20, api_name="/cut")
+    # a typed open_clip-only repository or another architecture: refused before any download
+    listing = {"someone/oc-only": ["open_clip_config.json", "open_clip_pytorch_model.bin"],
+               "someone/a-bert": ["config.json", "model.safetensors"]}
+    monkeypatch.setattr(models, "hub_offline", lambda timeout=2.0: False)
+    monkeypatch.setattr(models, "hub_repo_files", lambda repo: listing[repo])
+    monkeypatch.setattr(models, "_hub_config", lambda repo: {"model_type": "bert"})
+    with pytest.raises(AppError, match="not supported: open_clip-only checkpoint"):
+        client.predict(count=1, n_eig=4, model="someone/oc-only", api_name="/cut")
+    with pytest.raises(AppError, match="is a 'bert' model, not a CLIP model"):
+        client.predict(count=1, n_eig=4, model="someone/a-bert", api_name="/cut")
+    monkeypatch.undo()
     assert "16 pairs" in client.predict(api_name="/cut")[1]  # the app still answers
