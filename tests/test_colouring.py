@@ -255,3 +255,24 @@ def test_perf_figure_of_the_colouring(tiny_clip, monkeypatch):
     assert report["nodes"] > report["points"]  # scalar nodes: patch x token
     line = perf_colouring.table_lines(report)[0]
     assert line.startswith("4 pairs: colouring (") and "tsne" in line and "NCut" in line
+
+
+def test_compare_sides_share_one_colouring(tiny_clip, cache, base, monkeypatch):
+    calls = []
+
+    def fake(x, method, perplexity, seed):
+        calls.append(len(x))
+        return np.tile(np.linspace(0, 1, len(x))[:, None], (1, 3))
+
+    monkeypatch.setattr(colouring, "colour_points", fake)
+    joint = _run(tiny_clip, cache, mode="joint")
+    spec = el.CutSpec(n_eig=6, clusters=3, colour="tsne", perplexity=5)
+    a, b = colouring.shared_colours([base, joint], spec)
+    distinct = set()
+    for run in (base, joint):
+        points = np.concatenate(colouring.view_points(run))[:, 1:]
+        distinct |= {tuple(r) for r in points[~np.isnan(points).any(1)]}
+    assert calls == [len(distinct)]  # one embedding over both sides' points
+    assert a.points == b.points == len(distinct)
+    assert base.colours is a and joint.colours is b  # each side's views read its share
+    assert a.patch.shape == (4, 50, 3) and b.patch.shape == (4, 50, 3)

@@ -17,11 +17,12 @@ from engineered_latents.ui import share
 from engineered_latents.ui.compare import MATCH_HEADERS
 
 OUTPUTS = ["note", "pair", "eig", "patch_a", "patch_b", "words_a", "words_b", "diff",
-           "emphasis", "matches", "agreement", "correlation"]
-PAIR_OUTPUTS = ["patch_a", "patch_b", "words_a", "words_b", "diff", "emphasis"]
+           "emphasis", "rgb_a", "rgb_b", "matches", "agreement", "correlation"]
+PAIR_OUTPUTS = ["patch_a", "patch_b", "words_a", "words_b", "diff", "emphasis", "rgb_a",
+                "rgb_b"]
 RESTORED = ["dataset", "start", "count", "indices", "model", "mode", "n_eig", "sharpness",
             "clusters", "seed", "special", "patch_norm", "crossed", "model_b", "layer_a",
-            "layer_b"]
+            "layer_b", "rgb", "colour", "perplexity"]
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +188,7 @@ def test_deep_link_restores_the_compare_tab(server, small):
 
     # the link button writes what /compare_load reads back
     values = dict(zip(RESTORED, ["demo", 3, 2, "", "default", "joint", 20, 0, 0, 0, False,
-                                 True, False, small, None, 1]))
+                                 True, False, small, None, 1, "1, 2, 3", "rgb", 30]))
     query = _client(server).predict(*values.values(), api_name="/compare_link")
     assert query == f"?start=3&count=2&mode=joint&tab=compare&model_b={small.replace(':', '%3A')}" \
         "&layer_b=1"

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from .. import colouring
 from .. import figures as F
 from ..compare import CompareRun, compare_cuts
 from ..config import CutSpec, SliceSpec
@@ -33,6 +34,7 @@ from .explore import (
     MODEL_POOL,
     VIEWS_POOL,
     clusters_slider,
+    colour_controls,
     eig_slider,
     number_control,
     page_text,
@@ -223,10 +225,16 @@ def run_note(view: CompareView) -> str:
 
 
 def pair_views(view: CompareView, pair, eig) -> tuple:
-    """Patch maps A, B; word heatmaps A, B; their difference; the word emphasis change."""
+    """Patch maps A, B; word heatmaps A, B; their difference; the word emphasis change; the
+    RGB views A, B."""
     return (patch_figure(view, 0, pair, eig), patch_figure(view, 1, pair, eig),
             words_figure(view, 0, pair), words_figure(view, 1, pair),
-            difference_figure(view, pair), emphasis_figure(view.run, eig))
+            difference_figure(view, pair), emphasis_figure(view.run, eig),
+            rgb_figure(view, 0, pair), rgb_figure(view, 1, pair))
+
+
+def rgb_figure(view: CompareView, side: int, pair):
+    return _named(V.rgb_figure(view.sides[side], pair), side_name(view, side))
 
 
 # ----------------------------------------------------------------------------- the tab
@@ -274,6 +282,7 @@ class CompareTab:
                 self.mode = C.Radio(["scalar", "joint"], value="scalar", label="Graph",
                                     info="scalar: one NCut over both models' affinity nodes; "
                                          "joint: a cut each, eigenvectors matched")
+                self.colour, self.rgb, self.perplexity = colour_controls("el-compare")
                 with gr.Accordion("Advanced", open=False):
                     self.n_eig = slider_control("n_eig", "Eigenvectors (n_eig)")
                     self.sharpness = gr.Slider(
@@ -311,6 +320,9 @@ class CompareTab:
                 with gr.Row():
                     self.words_a = gr.Plot(label="Word scores: A", elem_id="el-compare-words-a")
                     self.words_b = gr.Plot(label="Word scores: B", elem_id="el-compare-words-b")
+                with gr.Row():  # one colouring over both sides (their basis is shared)
+                    self.rgb_a = gr.Plot(label="Eigenvectors as RGB: A", elem_id="el-compare-rgb-a")
+                    self.rgb_b = gr.Plot(label="Eigenvectors as RGB: B", elem_id="el-compare-rgb-b")
                 with gr.Row():
                     self.diff = gr.Plot(label="Word scores: B − A", elem_id="el-compare-diff")
                     self.emphasis = gr.Plot(label="Word emphasis change",
@@ -332,12 +344,12 @@ class CompareTab:
         return [self.dataset, self.start, self.count, self.indices, self.model_a, self.layer_a,
                 self.model_b, self.layer_b, self.mode, self.n_eig, self.sharpness,
                 self.clusters, self.seed, self.include_special, self.patch_norm, self.crossed,
-                self.restore]
+                self.restore, self.rgb, self.colour, self.perplexity]
 
     @property
     def pair_outputs(self) -> list:
         return [self.patch_a, self.patch_b, self.words_a, self.words_b, self.diff,
-                self.emphasis]
+                self.emphasis, self.rgb_a, self.rgb_b]
 
     @property
     def run_outputs(self) -> list:
@@ -352,7 +364,8 @@ class CompareTab:
                 "n_eig": self.n_eig, "sharpness": self.sharpness, "clusters": self.clusters,
                 "seed": self.seed, "special": self.include_special,
                 "patch_norm": self.patch_norm, "crossed": self.crossed,
-                "model_b": self.model_b, "layer_a": self.layer_a, "layer_b": self.layer_b}
+                "model_b": self.model_b, "layer_a": self.layer_a, "layer_b": self.layer_b,
+                "rgb": self.rgb, "colour": self.colour, "perplexity": self.perplexity}
 
     @property
     def restore_outputs(self) -> list:
@@ -408,6 +421,9 @@ class CompareTab:
         run = gpu.call(compare_cuts, request.slice, request.cut, request.models,
                        cache=self.explorer.cache, progress=scaled,
                        settings=self.explorer.settings)
+        # one t-SNE / UMAP colouring over both sides' points (cached), then each side's views
+        colouring.shared_colours(run.runs, request.cut, self.explorer.cache,
+                                 lambda stage, f: report(stage, 0.9))
         report("preparing the views", 0.92)
         sides = tuple(V.derive(r, V.Request(request.slice, request.cut, spec),
                                self.explorer.cache)
@@ -419,7 +435,8 @@ class CompareTab:
     @user_errors
     def on_run(self, dataset, start, count, indices, model_a, layer_a, model_b, layer_b, mode,
                n_eig, sharpness, clusters, seed, include_special=False, patch_norm=True,
-               crossed=False, restore=None, progress=gr.Progress()):
+               crossed=False, restore=None, rgb=None, colour="rgb", perplexity=None,
+               progress=gr.Progress()):
         """Run: compare the two models on the slice the controls name."""
         if not self.explorer.wait_ready(0):
             progress(0.0, desc="waiting for the default view")
@@ -428,7 +445,8 @@ class CompareTab:
             self.explorer, model_a=model_a, layer_a=layer_a, model_b=model_b, layer_b=layer_b,
             dataset=dataset, start=start, count=count, indices=indices, mode=mode, n_eig=n_eig,
             sharpness=sharpness, clusters=clusters, seed=seed, include_special=include_special,
-            patch_norm=patch_norm, crossed=crossed)
+            patch_norm=patch_norm, crossed=crossed, rgb=rgb, colour=colour,
+            perplexity=perplexity)
         view = self._compute(request, lambda stage, f: progress(f, desc=stage))
         restore = restore or {}
         pair = restore.get("pair", 0)

@@ -75,6 +75,21 @@ def slider_control(name: str, label: str, **kwargs) -> gr.Slider:
                      info=c.help, **kwargs)
 
 
+def colour_controls(prefix: str) -> tuple:
+    """The RGB view's colouring (rgb / tsne / umap), its three eigenvectors and t-SNE's
+    perplexity, from the control table (their checks are the run's: `colouring`)."""
+    colour = C.Radio(list(CONTROLS["colour"].choices), value=CONTROLS["colour"].default,
+                     label="RGB view colours", elem_id=f"{prefix}-colour",
+                     info="rgb: three eigenvectors; tsne / umap: one embedding of eigenvectors "
+                          "1..k-1 over all patches and words (UMAP's first use compiles, ~30 s)")
+    with gr.Row():
+        rgb = gr.Textbox(CONTROLS["rgb"].default, label="RGB eigenvectors", max_length=60,
+                         info="three different ones, below n_eig", elem_id=f"{prefix}-rgb-eigs")
+        perplexity = number_control("perplexity", "t-SNE perplexity",
+                                    elem_id=f"{prefix}-perplexity")
+    return colour, rgb, perplexity
+
+
 def clusters_slider(n_eig, clusters) -> dict:
     """The clusters slider for `n_eig` eigenvectors: at most n_eig (0 keeps "automatic")."""
     top = max(2, min(int(n_eig or 2), CONTROLS["clusters"].page_hi))
@@ -212,6 +227,7 @@ class ExploreTab:
                 self.mode = C.Radio(["scalar", "joint"], value="scalar", label="Graph",
                                      info="scalar: a node per patch-token affinity; joint: a node "
                                           "per patch and per token embedding")
+                self.colour, self.rgb, self.perplexity = colour_controls("el")
                 with gr.Accordion("Advanced", open=False):
                     self.n_eig = slider_control("n_eig", "Eigenvectors (n_eig)")
                     self.sharpness = gr.Slider(
@@ -302,7 +318,8 @@ class ExploreTab:
         return [self.dataset, self.start, self.count, self.indices, self.model, self.mode,
                 self.n_eig, self.sharpness, self.clusters, self.seed, self.include_special,
                 self.patch_norm, self.crossed, self.all_captions, self.files, self.captions,
-                self.eig, self.source, self.bpe, self.show0, self.restore, self.layer]
+                self.eig, self.source, self.bpe, self.show0, self.restore, self.rgb,
+                self.colour, self.perplexity, self.layer]
 
     @property
     def run_outputs(self) -> list:
@@ -321,7 +338,8 @@ class ExploreTab:
                 "patch_norm": self.patch_norm, "crossed": self.crossed,
                 "all_captions": self.all_captions, "pair": self.pair, "eig": self.eig,
                 "word": self.word, "overlay": self.source, "bpe": self.bpe, "show0": self.show0,
-                "layer": self.layer}
+                "layer": self.layer, "rgb": self.rgb, "colour": self.colour,
+                "perplexity": self.perplexity}
 
     @property
     def restore_outputs(self) -> list:
@@ -396,7 +414,8 @@ class ExploreTab:
 
     def _request(self, dataset, start, count, indices, model, mode, n_eig, sharpness, clusters,
                  seed, include_special, patch_norm, crossed=False, all_captions=False, files=None,
-                 captions=None, layer=None) -> V.Request:
+                 captions=None, rgb=None, colour=None, perplexity=None, layer=None
+                 ) -> V.Request:
         data_path = mirror_path(dataset, self.explorer.settings)
         if dataset == UPLOAD_DATASET:
             data_path = stage_upload(files, captions, max_uploads(self.explorer.settings))
@@ -407,20 +426,21 @@ class ExploreTab:
             dataset=dataset, start=start, count=count, indices=indices, model=model, mode=mode,
             n_eig=n_eig, sharpness=sharpness, clusters=clusters, seed=seed,
             include_special=include_special, patch_norm=patch_norm, crossed=crossed,
-            all_captions=all_captions, data_path=data_path, layer=layer)
+            all_captions=all_captions, data_path=data_path, layer=layer, rgb=rgb,
+            colour=colour, perplexity=perplexity)
 
     @user_errors
     def on_run(self, dataset, start, count, indices, model, mode, n_eig, sharpness, clusters,
                seed, include_special, patch_norm, crossed=False, all_captions=False, files=None,
                captions=None, eig=1, source="eigenvector", bpe=False, show0=False, restore=None,
-               layer=-1, progress=gr.Progress()):
+               rgb=None, colour="rgb", perplexity=None, layer=-1, progress=gr.Progress()):
         """Run: cut (or re-read from the cache) the slice the controls name."""
         if not self.explorer.wait_ready(0):
             progress(0.0, desc="preparing the default view")
             self.explorer.wait_ready()
         request = self._request(dataset, start, count, indices, model, mode, n_eig, sharpness,
                                 clusters, seed, include_special, patch_norm, crossed,
-                                all_captions, files, captions, layer)
+                                all_captions, files, captions, rgb, colour, perplexity, layer)
         view = self.explorer.run(request, lambda stage, f: progress(f, desc=stage))
         restore = restore or {}
         return self._view_outputs(view, restore.get("pair", 0), restore.get("word"), eig, source,
@@ -490,6 +510,8 @@ class ExploreTab:
             seed=values["seed"], include_special=values["special"],
             patch_norm=values["patch_norm"], crossed=values["crossed"],
             all_captions=values["all_captions"], layer=values.get("layer"),
+            rgb=values.get("rgb"), colour=values.get("colour"),
+            perplexity=values.get("perplexity"),
             data_path=mirror_path(values["dataset"], self.explorer.settings))
 
     @user_errors

@@ -14,12 +14,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from urllib.parse import urlencode
 
+from ..colouring import parse_rgb
 from ..controls import CONTROLS
 from ..errors import UserError, quoted
 
 # the controls a link carries, in a link's order: their kinds and ranges are the control table's
 _LINKED = ("dataset", "start", "count", "indices", "model", "mode", "n_eig", "sharpness",
-           "clusters", "seed", "include_special", "patch_norm", "crossed_pairs", "all_captions")
+           "clusters", "seed", "include_special", "patch_norm", "crossed_pairs", "all_captions",
+           "rgb", "colour", "perplexity")
 _TEXT = {"dataset": str, "indices": str, "model": str}
 _VIEW = {"pair": int, "eig": int, "word": int, "overlay": str, "bpe": bool, "show0": bool}
 _VIEW_RANGES = {"pair": (0, 100_000), "eig": (0, 1000), "word": (-1, 1000)}
@@ -98,7 +100,8 @@ def parse(params: Mapping, defaults: Mapping,
     `fields`: the parameters read (the Compare tab's: `{**FIELDS, **COMPARE_FIELDS}`).
     """
     values, warnings = dict(defaults), []
-    allowed = {"mode": CONTROLS["mode"].choices, "tab": TABS, **(choices or {})}
+    allowed = {"mode": CONTROLS["mode"].choices, "colour": CONTROLS["colour"].choices,
+               "tab": TABS, **(choices or {})}
     for name, kind in fields.items():
         if name not in params:
             continue
@@ -121,6 +124,8 @@ def _value(name: str, kind: type, raw: str, allowed: Sequence[str] | None):
         if raw.lower() not in _TRUE | _FALSE:
             raise UserError(f"{shown} is not a yes/no value")
         return raw.lower() in _TRUE
+    if name == "rgb":  # three eigenvector indices, written "1, 2, 3"
+        return ", ".join(map(str, parse_rgb(raw)))
     if kind is str:
         if allowed is not None and raw not in allowed:
             raise UserError("not one of the choices")  # not quoted: it may be markup
@@ -148,7 +153,7 @@ def _value(name: str, kind: type, raw: str, allowed: Sequence[str] | None):
 
 # ----------------------------------------------------------------------------- the run history
 
-_PAGE_DEFAULTS = {"similarity": "cosine", "center": True, "rgb": [1, 2, 3]}
+_PAGE_DEFAULTS = {"similarity": "cosine", "center": True}
 
 
 def _listed(value):
@@ -171,7 +176,9 @@ def values_from_record(record: Mapping, defaults: Mapping, model_choice) -> tupl
         n_eig=cut.get("n_eig", defaults["n_eig"]), sharpness=cut.get("sharpness") or 0,
         clusters=cut.get("clusters", defaults["clusters"]), seed=cut.get("seed", 0),
         special=bool(cut.get("include_special")), patch_norm=model.get("patch_norm", True),
-        crossed=bool(sl.get("crossed_pairs")), all_captions=bool(sl.get("all_captions")))
+        crossed=bool(sl.get("crossed_pairs")), all_captions=bool(sl.get("all_captions")),
+        rgb=", ".join(map(str, cut.get("rgb") or (1, 2, 3))), colour=cut.get("colour", "rgb"),
+        perplexity=cut.get("perplexity", CONTROLS["perplexity"].default))
     notes = [f"{name} = {cut[name]}" for name, default in _PAGE_DEFAULTS.items()
              if name in cut and _listed(cut[name]) != default]
     layer = model.get("layer")

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .. import analysis, pipeline
+from .. import analysis, colouring, pipeline
 from .. import figures as F
 from ..cache import Cache
-from ..config import CutSpec, Settings, SliceSpec
+from ..config import AUTO_RGB, CutSpec, Settings, SliceSpec
 from ..controls import CONTROLS
 from ..data import Example, dataset_names
 from ..errors import UserError, quoted
@@ -112,6 +112,7 @@ def parse_request(
     n_eig, sharpness, clusters, seed, include_special: bool, patch_norm: bool,
     crossed: bool = False, all_captions: bool = False, data_path: str | None = None,
     default_model: str | None = None, max_count: int = 10_000, layer=None,
+    rgb=None, colour: str | None = None, perplexity=None,
 ) -> Request:
     """The Explore controls as specs; anything a user can get wrong is a `UserError` (the same
     ranges as the CLI's options: `controls.CONTROLS`). `layer`: the Layer slider's value (-1 or
@@ -131,7 +132,7 @@ def parse_request(
     cut = CutSpec(
         mode=CONTROLS["mode"].check(str(mode or "scalar")), n_eig=k,
         seed=_checked(seed, "seed", "Seed"), include_special=bool(include_special),
-        clusters=k_way, sharpness=sharp,
+        clusters=k_way, sharpness=sharp, **colour_fields(rgb, colour, perplexity),
     )
     model_spec = model_spec_for(model, default_model, bool(patch_norm))
     try:
@@ -141,6 +142,20 @@ def parse_request(
     if chosen_layer is not None:
         model_spec = dataclasses.replace(model_spec, layer=chosen_layer)
     return Request(slice_spec, cut, model_spec)
+
+
+def colour_fields(rgb, colour, perplexity) -> dict:
+    """The RGB view's controls as CutSpec fields: the RGB eigenvectors ("1, 2, 3", the
+    automatic choice, is None: capped at n_eig - 1 like the CLI's default), the colouring and
+    t-SNE's perplexity. Their check against n_eig and the slice is the run's (`colouring`)."""
+    chosen = None
+    if rgb is not None and str(rgb).strip():
+        chosen = colouring.parse_rgb(rgb)
+    method = CONTROLS["colour"].check(str(colour or "rgb"))
+    if perplexity is None or (isinstance(perplexity, str) and not perplexity.strip()):
+        perplexity = CONTROLS["perplexity"].default
+    return {"rgb": None if chosen == AUTO_RGB else chosen, "colour": method,
+            "perplexity": _checked(perplexity, "perplexity", "Perplexity")}
 
 
 def _checked(value, control: str, label: str) -> int:
@@ -325,8 +340,10 @@ def derive(run: CutsRun, request: Request, cache: Cache | None) -> RunView:
     examples = _load_examples(run, cache)
     pair_images = [examples[p.example].images[p.image] for p in run.pairs]
     word_levels = [run.word_level_scores(p) for p in range(len(run.pairs))]
-    rgb = np.nan_to_num(run.patch_rgb(), nan=0.5)
-    token_rgb = [np.nan_to_num(t, nan=0.5) for t in run.token_rgb()]
+    # the request's colouring (a cached comparison's runs keep the spec they were cut with)
+    colours = colouring.slice_colours(run, request.cut, cache=cache)
+    rgb = np.nan_to_num(colours.patch, nan=0.5)
+    token_rgb = [np.nan_to_num(t, nan=0.5) for t in colours.tokens]
     return RunView(
         request=request, run=run, grid=grid,
         affinities=analysis.pair_affinity_maps(run),
@@ -469,7 +486,7 @@ def affinity_figure(view: RunView, pair):
 
 def rgb_figure(view: RunView, pair, bpe: bool = False):
     pair = _check_pair(view, pair)
-    info, run = view.run.pairs[pair], view.run
+    info = view.run.pairs[pair]
     rows, cols = view.grid
     patch_rgb = view.patch_rgb[pair][1:].reshape(rows, cols, 3)
     token_rgb = view.token_rgb[pair]
@@ -480,9 +497,16 @@ def rgb_figure(view: RunView, pair, bpe: bool = False):
         labels = info.words
         colours = np.stack([token_rgb[[index[t] for t in pos]].mean(0)
                             for pos in info.word_positions])
-    channels = tuple(min(c, run.result.n_eig - 1) for c in run.cut.rgb)
-    return F.rgb_view(patch_rgb, labels, colours,
-                      [f"eigenvectors {tuple(channels)} as RGB", _short(info.caption)])
+    return F.rgb_view(patch_rgb, labels, colours, [rgb_title(view), _short(info.caption)])
+
+
+def rgb_title(view: RunView) -> str:
+    """What the RGB view's colours are: three eigenvectors, or a t-SNE / UMAP of them."""
+    cut, k = view.request.cut, view.run.result.n_eig
+    if cut.colour == "rgb":
+        return f"eigenvectors {tuple(min(c, k - 1) for c in cut.rgb)} as RGB"
+    name = {"tsne": f"t-SNE (perplexity {cut.perplexity})", "umap": "UMAP"}[cut.colour]
+    return f"{name} of eigenvectors 1-{k - 1} as RGB, one colouring over the slice"
 
 
 def pair_figures(view: RunView, pair, word=None, eig=1, source="eigenvector", bpe=False,
