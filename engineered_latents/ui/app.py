@@ -30,8 +30,10 @@ ABOUT = """### How to read the views
 - **Patch map**: the picked pair's image (as the model sees it: short side resized, centre crop)
   with one value per patch: an eigenvector's values (for all words, or the picked word's column),
   the raw affinity of a word, or the k-way cluster of each patch.
-- **Eigenvectors as RGB**: three eigenvectors (1, 2, 3 by default) scaled over the slice into
-  RGB; the words below get the colours of their nodes.
+- **Eigenvectors as RGB**: three eigenvectors (*RGB eigenvectors*, 1, 2, 3 by default) scaled
+  over the slice into RGB, or (*RGB view colours* tsne / umap) one t-SNE or UMAP embedding of
+  eigenvectors 1..k-1 over all the slice's patches and words, so equal colours mean nearby
+  eigenvector values anywhere in the slice; the words below get the colours of their nodes.
 - **Per-word eigenvector scores**: rows are the caption's words (BPE pieces averaged; tick *BPE
   pieces* to see the pieces), columns the eigenvectors. Eigenvector 0 is constant (eigenvalue ~1)
   and hidden unless asked.
