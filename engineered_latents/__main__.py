@@ -447,6 +447,8 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse that reports a bad option as one line on stderr (exit 2), without the usage."""
 
     def error(self, message: str):
+        if os.environ.get("RANK", "0") != "0":  # under torchrun: the main process says it
+            self.exit(2)
         self.exit(2, f"error: {self.prog}: {message}\n")
 
 

@@ -165,3 +165,14 @@ def test_local_tokens_graph_loss_is_the_mean_over_the_processes(monkeypatch):
     own = nodes[0].clone().requires_grad_(True)
     combined(parse_loss("cluster"), img, txt, scale, params, own)[0].backward()
     assert torch.allclose(mine.grad, 0.1 * own.grad / 2, atol=1e-12)
+
+
+@pytest.mark.parametrize("rank, said", [("0", 1), ("1", 0)])
+def test_a_user_error_is_said_by_the_main_process_only(monkeypatch, capsys, rank, said):
+    from engineered_latents.__main__ import main
+
+    monkeypatch.setenv("RANK", rank)  # what torchrun sets in each process
+    assert main(["perf", "--pairs", "1"]) == 2  # a user error raised inside the command
+    assert capsys.readouterr().err.count("error: --pairs") == said
+    assert main(["perf", "--repeats", "0"]) == 2  # a bad option (argparse)
+    assert capsys.readouterr().err.count("--repeats") == said
