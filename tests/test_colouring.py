@@ -169,11 +169,12 @@ def test_one_real_umap_colouring_of_a_tiny_input():
     assert "compiles" not in colouring.progress_text("umap", 40)
 
 
-def test_cli_colours_and_its_too_few_points_message(tiny_clip, tmp_path, capsys):
+def test_cli_colours_and_its_too_few_points_message(tiny_clip, cache, base, tmp_path, capsys):
     from engineered_latents.__main__ import main
 
-    base = ["cuts", "--model", tiny_clip, "--count", "1", "--n-eig", "4", "--cache-dir",
-            str(tmp_path / "c"), "--colour", "tsne", "--rgb", "3", "1", "2"]
+    # the module's slice and cut (from its cache): only the colouring is the CLI's own
+    base = ["cuts", "--model", tiny_clip, "--count", "2", "--n-eig", "6", "--clusters", "3",
+            "--cache-dir", str(cache.directory), "--colour", "tsne", "--rgb", "3", "1", "2"]
     assert main([*base, "--perplexity", "500", "--out", str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err
     assert "t-SNE with perplexity 500 needs at least 1000 points" in err
@@ -184,7 +185,7 @@ def test_cli_colours_and_its_too_few_points_message(tiny_clip, tmp_path, capsys)
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["settings"]["cut"]["colour"] == "tsne"
     assert summary["settings"]["cut"]["rgb"] == [3, 1, 2]
-    assert arrays["patch_rgb"].shape == (2, 50, 3) and arrays["token_rgb"].shape[2] == 3
+    assert arrays["patch_rgb"].shape == (4, 50, 3) and arrays["token_rgb"].shape[2] == 3
     assert np.nanmin(arrays["token_rgb"]) >= 0 and np.nanmax(arrays["token_rgb"]) <= 1
 
 
