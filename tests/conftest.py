@@ -100,3 +100,11 @@ def browser():
                                      headless=True)
         yield launched
         launched.close()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`-n 2 --dist loadgroup`, the README's command) every test of the
+    shared app server or the browser runs on one worker, so each starts once."""
+    for item in items:
+        if {"app_server", "browser"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("app"))

@@ -8,11 +8,18 @@ default view (for tests that need the server, not a cut).
 
 import dataclasses
 import os
+import socket
 from contextlib import contextmanager
 from pathlib import Path
 
 from ..config import Settings
 from .app import build_app, launch_options
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @contextmanager
@@ -27,8 +34,9 @@ def serve(default_model: str | None, directory: str | os.PathLike, max_count: in
     demo = build_app(default_model=default_model, settings=settings, warm_up=warm_up,
                      preload_model=False)
     try:
+        # a port of its own: servers in parallel test workers must not race for 7860, 7861...
         _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, auth=auth,
-                                **launch_options(settings))
+                                server_port=_free_port(), **launch_options(settings))
         demo.explorer.wait_ready(300)
         yield demo, url
     finally:
