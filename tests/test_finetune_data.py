@@ -109,6 +109,8 @@ def test_a_hub_stream_of_unknown_size_needs_steps(tmp_path):
     with pytest.raises(UserError, match="give --steps"):
         schedule_length(_spec(tmp_path, dataset="coco", warmup="1ep"), hub_stream)
     assert schedule_length(_spec(tmp_path, dataset="coco", steps=5), hub_stream) == (5, 0)
+    with pytest.raises(UserError, match="cannot be reached"):  # offline: said, no traceback
+        train_pairs(_spec(tmp_path, dataset="coco"), Cache(str(tmp_path / "cache")))
 
 
 def test_images_are_read_back_when_a_batch_needs_them(tmp_path):

@@ -67,7 +67,8 @@ class StreamedPairs:
         self.adapter, self.seed, self.buffer = adapter, seed, buffer
         self.start, self.end = start, None if count is None else start + count
         self.exclude = frozenset(exclude)
-        self.shards = adapter._shards()
+        with adapter._errors():  # offline, or the Hub unreachable: a message, not a traceback
+            self.shards = adapter._shards()
         if not self.shards:
             raise UserError(f"{adapter.source} has no shards for split {adapter.split!r}: "
                             f"expected {adapter.layout}.")
