@@ -57,7 +57,8 @@ def test_the_slider_range_follows_the_model():
     update = layers.slider_update(2, 1)
     assert (update["minimum"], update["maximum"], update["value"]) == (-1, 2, 1)
     assert "1-2" in update["info"]
-    assert layers.slider_update(2, 7)["value"] == -1  # beyond the new model: the last layer
+    beyond = layers.slider_update(2, 7)  # beyond the new model: the last layer, and it says so
+    assert beyond["value"] == -1 and beyond["info"].startswith("layer 7 does not exist")
     assert layers.slider_update(24, 7)["value"] == 7  # kept where the model has it
     unknown = layers.slider_update(None, 30)
     assert unknown["maximum"] == layers.page_max() and unknown["value"] == 30

@@ -116,15 +116,18 @@ def layer_slider(depth: int | None, **kwargs) -> gr.Slider:
 
 def slider_update(depth: int | None, value=LAST) -> dict:
     """The slider's range for a model with `depth` layers, keeping `value` where it exists
-    there (else the last layer)."""
+    there (else the last layer, and its help says so: a linked or kept layer beyond the new
+    model's depth)."""
     top = page_max() if depth is None else depth
     try:
         value = LAST if value is None else int(value)
     except (TypeError, ValueError):
         value = LAST
-    if not LAST <= value <= top:
+    info = _info(depth)
+    if not LAST <= value <= top:  # said where the user looks (a model change has no toast)
+        info = f"layer {value} does not exist in this model: back at -1 (last); {info}"
         value = LAST
-    return gr.update(minimum=LAST, maximum=top, value=value, info=_info(depth))
+    return gr.update(minimum=LAST, maximum=top, value=value, info=info)
 
 
 def field_update(depth: int | None) -> dict:
