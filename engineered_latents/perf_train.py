@@ -167,12 +167,14 @@ def measure_one(kind: str, batch_size: int, steps: int, device: str | None = Non
         run = loop(model_dir, batch_size, steps, device, val_every, checkpoint_every)
         log(f"train figure, {kind}: floor again ({n} bare steps) ...")
         base = _floor_figure([before, floor(model_dir, batch_size, n, device)])
-    return {"model": kind, "batch_size": batch_size, "floor": base, "loop": run,
-            "loop_over_floor": round(run["step_s"] / base["step_s"], 3),
-            "cpu_loop_over_floor": round(run["cpu_step_s"] / base["cpu_step_s"], 3),
-            "mean_over_floor": round(run["mean_step_s"] / base["step_s"], 3),
-            "floor_samples_s": round(batch_size / base["step_s"], 1),
-            "loop_samples_s": round(batch_size / run["step_s"], 1)}
+    figure = {"model": kind, "batch_size": batch_size, "floor": base, "loop": run,
+              "loop_over_floor": round(run["step_s"] / base["step_s"], 3),
+              "cpu_loop_over_floor": round(run["cpu_step_s"] / base["cpu_step_s"], 3),
+              "mean_over_floor": round(run["mean_step_s"] / base["step_s"], 3),
+              "floor_samples_s": round(batch_size / base["step_s"], 1),
+              "loop_samples_s": round(batch_size / run["step_s"], 1)}
+    log(f"train figure, {kind}: {figure}")  # each model's figure as soon as it is measured
+    return figure
 
 
 def measure(device: str | None = None, tiny_steps: int = 200, b32_steps: int = 6,
