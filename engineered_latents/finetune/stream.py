@@ -76,7 +76,7 @@ class StreamedPairs:
         self.selected = self._selected()
         self.identity = identity
         self._n_pairs: int | None = None
-        self.per_epoch: int | None = None  # set by `batches_of`
+        self.per_epoch: int | None = None  # set by `batch_order`
         self.skipped_images = 0
 
     # ------------------------------------------------------------------ shares
@@ -123,12 +123,14 @@ class StreamedPairs:
         for k, first in self.share(rank, world):
             if self.end is not None and first is not None and first >= self.end:
                 break
-            rows = hub.open_files("webdataset", adapter.split, [self.shards[k]])
             with adapter._errors():
+                rows = hub.open_files("webdataset", adapter.split, [self.shards[k]])
                 for position, row in enumerate(rows):
                     index = first + position if first is not None else \
                         key_index(row.get("__key__"))
-                    if self.end is not None and first is not None and index >= self.end:
+                    if self.end is not None and index is not None and index >= self.end:
+                        if first is None:  # keys are global indices, growing shard by shard
+                            return
                         break
                     if self._wanted(index, rank, world, by_index):
                         yield index, adapter._safe_record(index, row)
