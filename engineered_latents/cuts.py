@@ -32,7 +32,7 @@ _NCUT_LOCK = threading.Lock()
 SCALAR_NYSTROM = {"n_sample2": 512}
 # No repulsion (ncut-pytorch's repulsion_weight stays None), so the repulsion bandwidth is never
 # used; naming one skips the binary search that would find it (13 affinity matrices of 1,000
-# nodes): half of NCut's time on a 64-pair joint graph, 10-25 % of its CPU time on a scalar one.
+# nodes): half of NCut's time on a 64-pair joint graph, 1-27 % of its CPU on a scalar one (noisy).
 # The graph's bandwidth and the eigenvalues are unchanged (within 1e-6 on both); the search's
 # sampling no longer moves the RNG, so joint eigenvectors 1-5 stay at correlation 1.0000 and
 # scalar ones move as another seed moves them (0.99-0.997, eigenvector 5 0.988; seeds: 0.98-0.996).
