@@ -6,7 +6,9 @@ optimizer) on the same model, data, seed and batches, measured the way the cuts'
   relative difference, the first step's: same weights and batch, so only the forward's
   rounding), and the final validation loss of each;
 - speed: the median step of each (timed between `fit`'s progress callbacks, validation and
-  checkpoint only at the end), float32 over bfloat16.
+  checkpoint only at the end), float32 over bfloat16; and, since the two runs are sequential on
+  a machine whose load changes, bare steps (forward, contrastive loss, backward, AdamW) of the
+  two dtypes interleaved step by step on one fixed batch: the ratio a changing load moves least.
 
 Architectures: the tiny 2-layer CLIP of the tests and ViT-B/32 built from its config (random
 seeded weights, no download), on the demo scenes. The CPU default stays float32; on a CPU with
@@ -75,6 +77,44 @@ def run(model_dir: str, dtype: str, steps: int, batch_size: int, device: str | N
             "step_s": round(statistics.median(timed), 5) if timed else None}
 
 
+def interleaved_steps(model_dir: str, batch_size: int, steps: int, device: str | None) -> dict:
+    """Median seconds of bare training steps, float32 and bfloat16 autocast taking turns (one
+    model and optimizer each, the same initial weights and batch), after one warm-up step each."""
+    import torch
+
+    from .finetune.data import Collate, DemoScenes
+    from .finetune.losses import contrastive, row_normalize
+    from .finetune.model import Encoder, load_base, param_groups
+    from .models import pick_device
+
+    dev = pick_device(device)
+    runs = {}
+    for dtype in ("float32", "bfloat16"):
+        _, clip, tokenizer, processor = load_base(model_dir)
+        enc = Encoder(clip).to(dev)
+        runs[dtype] = (enc, torch.optim.AdamW(param_groups(enc, 0.01), lr=1e-5))
+    pairs = DemoScenes("train", batch_size).pairs()
+    batch = {k: v.to(dev) for k, v in
+             Collate(pairs, processor, tokenizer)(list(range(batch_size))).items()}
+    times: dict[str, list[float]] = {"float32": [], "bfloat16": []}
+    for _ in range(steps + 1):
+        for dtype, (enc, optimizer) in runs.items():
+            t0 = time.perf_counter()
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
+                out = enc(**batch)
+            loss = contrastive(row_normalize(out["img"].float()), row_normalize(out["txt"].float()),
+                               out["logit_scale"].float())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss.item()  # wait for the device
+            times[dtype].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v[1:]) for k, v in times.items()}
+    return {"steps": steps, "float32_s": round(med["float32"], 5),
+            "bfloat16_s": round(med["bfloat16"], 5),
+            "speedup": round(med["float32"] / med["bfloat16"], 3)}
+
+
 def agreement(f32: list[float], bf16: list[float]) -> dict:
     """How closely a bf16 loss curve follows the float32 one, step by step."""
     a, b = np.asarray(f32, np.float64), np.asarray(bf16, np.float64)
@@ -102,8 +142,10 @@ def compare(model_dir: str, steps: int, batch_size: int, device: str | None = No
 
 
 def measure(device: str | None = None, tiny_steps: int = 30, b32_steps: int = 6,
-            batch_size: int = 16, log: Callable[[str], None] = print) -> dict:
-    """The figure for the tiny model and for B/32 (0 steps skips one)."""
+            batch_size: int = 16, log: Callable[[str], None] = print,
+            bare_steps: int = 4) -> dict:
+    """The figure for the tiny model and for B/32 (0 steps skips one), with `bare_steps`
+    interleaved bare steps of each dtype (0: none)."""
     from .models import cpu_has_native_bf16, pick_device
 
     dev = pick_device(device)
@@ -115,8 +157,14 @@ def measure(device: str | None = None, tiny_steps: int = 30, b32_steps: int = 6,
         log(f"bf16 training figure, {kind}: float32 and bfloat16, {steps} steps each ...")
         with tempfile.TemporaryDirectory() as tmp:
             model_dir = random_clip(kind, str(Path(tmp) / kind))
-            report["models"].append({"model": kind, **compare(model_dir, steps, batch_size,
-                                                              device, workdir=tmp)})
+            figure = {"model": kind, **compare(model_dir, steps, batch_size, device,
+                                                workdir=tmp)}
+            if bare_steps:
+                log(f"bf16 training figure, {kind}: {bare_steps} bare steps of each, "
+                    "interleaved ...")
+                figure["interleaved"] = interleaved_steps(model_dir, batch_size, bare_steps,
+                                                          device)
+            report["models"].append(figure)
     return report
 
 
@@ -134,6 +182,12 @@ def table(report: dict) -> str:
                      f"{m['float32']['step_s'] or 0:>9.4f}{m['bfloat16']['step_s'] or 0:>9.4f}"
                      f"{speed:>8}{corr:>8}{m['first_rel_diff']:>9.2%}{m['max_rel_diff']:>9.2%}"
                      f"{m['val_rel_diff']:>9.2%}")
+    for m in report["models"]:
+        if "interleaved" in m:
+            b = m["interleaved"]
+            lines.append(f"{m['model']:>6}: bare steps interleaved ({b['steps']} of each): "
+                         f"float32 {b['float32_s']:.4f} s, bfloat16 {b['bfloat16_s']:.4f} s, "
+                         f"{b['speedup']:.2f}x")
     lines.append("s: median step; corr: Pearson correlation of the two loss curves; rel: "
                  "|bf16 - f32| / f32 of the loss at step 1, its largest over the run, and of "
                  "the final validation loss")

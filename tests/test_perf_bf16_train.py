@@ -33,5 +33,9 @@ def test_bf16_autocast_training_follows_the_float32_loss_curve(tmp_path):
     assert fig["max_rel_diff"] < 0.05 and fig["val_rel_diff"] < 0.05
     assert fig["loss_corr"] > 0.99
     assert "speedup" in fig and f32["step_s"] > 0 and bf16["step_s"] > 0
-    assert "bfloat16 autocast" in perf_bf16_train.table(
-        {"device": "cpu", "native_bf16": False, "models": [{"model": "tiny", **fig}]})
+    bare = perf_bf16_train.interleaved_steps(model, batch_size=4, steps=1, device="cpu")
+    assert bare["float32_s"] > 0 and bare["bfloat16_s"] > 0
+    assert bare["speedup"] == pytest.approx(bare["float32_s"] / bare["bfloat16_s"], rel=1e-2)
+    text = perf_bf16_train.table({"device": "cpu", "native_bf16": False,
+                                  "models": [{"model": "tiny", **fig, "interleaved": bare}]})
+    assert "bfloat16 autocast" in text and "bare steps interleaved" in text
