@@ -24,7 +24,7 @@ CUT_OUTPUTS = ["note", "status", "banner", "gallery", "pair", "word", "eig", "ov
 # /load: the restored controls, then /cut's outputs, then the "run pending" flag
 RESTORED = ["dataset", "start", "count", "indices", "model", "mode", "n_eig", "sharpness",
             "clusters", "seed", "special", "patch_norm", "crossed", "all_captions", "overlay",
-            "bpe", "show0", "layer"]
+            "bpe", "show0", "layer", "rgb", "colour", "perplexity"]
 LOSS_OUTPUTS = ["k", "note", "surface", "contour", "k_plot", "noise"]
 
 
@@ -193,7 +193,8 @@ def test_query_parameters_restore_the_explore_tab(server):
     client = _client(server)
     query = client.predict("demo", 5, 2, "", "default", "joint", 12, 0, 4, 0, False, True,
                            False, False, 2, 3, None, "raw affinity", True, False, -1,
-                           api_name="/link")  # the last value: the Layer slider (-1: last)
+                           "1, 2, 3", "rgb", 30,
+                           api_name="/link")  # the Layer slider (-1: last), the colouring
     assert query == "?start=5&count=2&mode=joint&n_eig=12&clusters=4&pair=2&eig=3" \
                     "&overlay=raw+affinity&bpe=1"
 

@@ -179,7 +179,7 @@ def test_word_map_grid_rows_words_and_one_scale():
 # /item_open's answer: the note, the pending flag, then the restored Explore controls
 RESTORED = ["dataset", "start", "count", "indices", "model", "mode", "n_eig", "sharpness",
             "clusters", "seed", "special", "patch_norm", "crossed", "all_captions", "overlay",
-            "bpe", "show0", "layer"]
+            "bpe", "show0", "layer", "rgb", "colour", "perplexity"]
 CUT_OUTPUTS = ["note", "status", "banner", "gallery", "pair", "word", "eig", "overlay", "rgb",
                "words", "affinity", "spectrum", "clusters", "top_words", "cluster_table", "timings"]
 
