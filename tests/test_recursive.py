@@ -300,3 +300,28 @@ def test_perf_figure_counts_the_sub_cuts(runs, trees):
     assert row["seconds"] > 0
     assert perf_recursive.pairs_to_measure([16, 64, 256]) == 64
     assert perf_recursive.pairs_to_measure([128, 256]) == 128
+
+
+def test_the_pages_downloads_carry_the_tree_it_cut(view, tmp_path, monkeypatch):
+    """Explore's "Prepare downloads" with a recursive cut shown: summary.json has the tree (as
+    the CLI writes it) and figures.html the sunburst; without one, no `recursive` key."""
+    import json
+
+    import gradio as gr
+
+    from engineered_latents.ui import tree_views as TV
+    from engineered_latents.ui.explore import ExploreTab
+
+    monkeypatch.setenv("EL_EXPORT_DIR", str(tmp_path / "exports"))
+    explorer, v = view
+    with gr.Blocks():
+        tab = ExploreTab(explorer, gr.Markdown(), gr.HTML())
+    tree = TV.tree_for(v, 2, explorer.cache)
+    files = tab.on_export(v.request, levels=2)
+    summary = json.loads(next(open(f) for f in files if f.endswith("summary.json")).read())
+    assert [n["id"] for n in summary["recursive"]["nodes"]] == [n.id for n in tree.nodes]
+    html = next(open(f) for f in files if f.endswith("figures.html")).read()
+    assert "Recursive cut" in html and "sunburst" in html
+    plain = tab.on_export(v.request)
+    assert "recursive" not in json.loads(
+        next(open(f) for f in plain if f.endswith("summary.json")).read())

@@ -29,6 +29,7 @@ from ..data import dataset_names
 from ..errors import UserError
 from . import components as C
 from . import export, layers, share
+from . import tree_views as TV
 from . import views as V
 from .models import DEFAULT_CHOICE, model_choices
 from .privacy import hide_paths, redact
@@ -395,7 +396,7 @@ class ExploreTab:
         ).then(None, self.link_box, self.link_box, js=COPY_LINK_JS, queue=False)
         self.export_button.click(
             self.on_export, [self.state, self.pair, self.word, self.eig, self.source, self.bpe,
-                             self.show0], self.downloads, api_name="export",
+                             self.show0, self.tree.shown], self.downloads, api_name="export",
             api_description="The current run as files: cuts.npz, summary.json, figures.html.",
             **views)
 
@@ -558,17 +559,21 @@ class ExploreTab:
 
     @user_errors
     def on_export(self, request, pair=0, word=V.ALL_WORDS, eig=1, source="eigenvector",
-                  bpe=False, show0=False):
-        """The session's run as downloads; figures.html holds the views as they are shown."""
+                  bpe=False, show0=False, levels=None):
+        """The session's run as downloads; figures.html holds the views as they are shown, and
+        the recursive cut's tree (`levels` deep, when one was cut) goes into summary.json."""
         view = self.explorer.view(request)
+        tree = TV.tree_for(view, levels, self.explorer.cache) if levels else None
         figs = V.pair_figures(view, pair, word, eig, source, bool(bpe), bool(show0))
         figures = {"Patch map": figs["overlay"], "Eigenvectors as RGB": figs["rgb"],
                    "Per-word eigenvector scores": figs["words"],
                    "Raw affinities": figs["affinity"],
                    "Eigenvalues and eigengaps": V.spectrum_figure(view),
                    "k-way clusters": V.cluster_figure(view)}
+        if tree is not None:
+            figures["Recursive cut"] = TV.sunburst_figure(view, tree)
         title = f"engineered_latents: {V.run_title(view)}"
-        return export.cuts_files(view.run, figures, title)
+        return export.cuts_files(view.run, figures, title, tree)
 
     def _pair_views(self, view, pair, eig, source, bpe, show0):
         figs = V.pair_figures(view, pair, V.ALL_WORDS, eig, source, bool(bpe), bool(show0))

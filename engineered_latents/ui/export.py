@@ -91,12 +91,13 @@ def write_html(path: Path, figures: dict, title: str) -> Path:
 
 
 @writes_files
-def cuts_files(run: CutsRun, figures: dict, title: str) -> list[str]:
+def cuts_files(run: CutsRun, figures: dict, title: str, tree=None) -> list[str]:
     """cuts.npz (eigenvectors, eigenvalues, word scores, patch maps, ...: `output.save`),
-    summary.json (the CLI's contract, scrubbed) and figures.html."""
+    summary.json (the CLI's contract, scrubbed; with the recursive cut's tree when the page
+    has one) and figures.html."""
     folder = new_folder()
     output.save(run, folder)
-    write_json(folder / "summary.json", output.summary(run))
+    write_json(folder / "summary.json", output.summary(run, tree=tree))
     write_html(folder / "figures.html", figures, title)
     return [str(folder / name) for name in ("cuts.npz", "summary.json", "figures.html")]
 
