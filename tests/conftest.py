@@ -7,6 +7,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # tests never touch the network
 # servers that start before the per-test fixture below (their keys must match the tests')
 os.environ["EL_CPU_BF16"] = "0"
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one compute thread per test worker: the workers already fill the cores, and OpenMP
+    # threads spinning on a busy core cost more than they compute (tiny models)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 
@@ -103,8 +107,12 @@ def browser():
 
 
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (`-n 2 --dist loadgroup`, the README's command) every test of the
-    shared app server or the browser runs on one worker, so each starts once."""
+    """Under pytest-xdist (`-n 3 --dist loadgroup`, the README's command) the browser tests run
+    on one worker and the other tests of the shared app server on another, so each session
+    fixture starts at most twice and the long browser tests overlap everything else."""
     for item in items:
-        if {"app_server", "browser"} & set(getattr(item, "fixturenames", ())):
+        used = set(getattr(item, "fixturenames", ()))
+        if "browser" in used:
+            item.add_marker(pytest.mark.xdist_group("browser"))
+        elif "app_server" in used:
             item.add_marker(pytest.mark.xdist_group("app"))

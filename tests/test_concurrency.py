@@ -39,7 +39,7 @@ def _spec(i: int) -> dict:
 
 @pytest.mark.slow
 def test_ten_sessions_at_once_each_get_their_own_deterministic_results(tiny_clip, tmp_path):
-    with serve(tiny_clip, tmp_path / "app") as (demo, url):
+    with serve(tiny_clip, tmp_path / "app", warm_up=False) as (demo, url):
         models._load_cached.cache_clear()  # count the loads of these 10 runs only
         barrier = threading.Barrier(SESSIONS)
 

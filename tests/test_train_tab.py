@@ -34,7 +34,7 @@ def config(name, **values):
 def server(tiny_clip, tmp_path_factory):
     from engineered_latents.ui.testing import serve
 
-    with serve(tiny_clip, tmp_path_factory.mktemp("train_app")) as (demo, url):
+    with serve(tiny_clip, tmp_path_factory.mktemp("train_app"), warm_up=False) as (demo, url):
         yield demo, url
 
 
