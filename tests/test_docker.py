@@ -91,7 +91,9 @@ def test_readme_front_matter_for_spaces():
     # the two commands come first after it
     commands = [line for line in rest if line.strip()][:4]
     assert commands == ["```bash", "pip install -r requirements.txt && python app.py",
-                        "pip install -r requirements-dev.txt && python -m pytest -q", "```"]
+                        "pip install -r requirements-dev.txt && python -m pytest -q -n 3 --dist loadgroup", "```"]
+    # CI runs the README's test command
+    assert "python -m pytest -q -n 3 --dist loadgroup\n" in (ROOT / ".ci" / "run").read_text()
 
 
 @pytest.mark.slow
