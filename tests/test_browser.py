@@ -30,7 +30,7 @@ def _wait_status(page, text: str) -> None:
 
 
 def test_page_shows_default_view_then_runs_another_slice(browser, server, tmp_path):
-    page = browser.new_page(viewport={"width": 1400, "height": 1700})
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
     problems = watch(page)
     page.goto(server, wait_until="domcontentloaded")
 
@@ -61,7 +61,7 @@ def test_page_shows_default_view_then_runs_another_slice(browser, server, tmp_pa
         }""", arg=[f"#el-words {PLOT} .ytick text", "|".join(default_words)],
         timeout=TIMEOUT_MS)
     assert page.locator("#el-gallery img").count() <= 4 + 1  # 4 pairs (a preview may add one)
-    page.screenshot(path=str(tmp_path / "2-after-run.png"), full_page=True)
+    page.screenshot(path=str(tmp_path / "2-after-run.png"))
 
     # pick the third pair in the gallery: the pair views follow, no new run
     affinity_before = _plot_ticks(page, "el-affinity", "xtick")
@@ -87,7 +87,7 @@ def test_page_shows_default_view_then_runs_another_slice(browser, server, tmp_pa
     page.locator("#el-start input").press("Tab")
     page.locator("#el-run").click()
     page.get_by_text("outside the dataset").first.wait_for(timeout=TIMEOUT_MS)
-    page.screenshot(path=str(tmp_path / "4-error.png"), full_page=True)
+    page.screenshot(path=str(tmp_path / "4-error.png"))
     page.close()
 
     # the error toast is the app's answer, not a browser error; anything else fails the test
@@ -133,8 +133,8 @@ def _wait_text(page, selector: str, text: str) -> None:
         arg=[selector, text], timeout=TIMEOUT_MS)
 
 
-def test_benchmarks_tab_fills_the_table_and_history_restores(browser, server, tmp_path):
-    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+def test_benchmarks_tab_fills_the_table_history_restores_then_loss_tab(browser, server, tmp_path):
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
     problems = watch(page)
     page.goto(server, wait_until="domcontentloaded")
     _wait_status(page, "demo 0..7: 16 pairs")
@@ -148,19 +148,22 @@ def test_benchmarks_tab_fills_the_table_and_history_restores(browser, server, tm
     for metric in ("text", "image", "group"):
         assert metric in table
     page.locator(f"#el-bench-chart {PLOT}").wait_for(timeout=TIMEOUT_MS)
-    page.screenshot(path=str(tmp_path / "5-benchmark.png"), full_page=True)
+    page.screenshot(path=str(tmp_path / "5-benchmark.png"))
 
     # the run is in the history; clicking it restores it, from the cache at once
     _wait_text(page, "#el-history", "demo n=13")
     page.locator("#el-history").get_by_text("demo n=13").first.click()
     _wait_text(page, "#el-history-note", "Restored the demo run")
     _wait_text(page, "#el-bench-table", "from cache")
+
+    # the same page's Loss tab: whole titles, and the landscape's progress is seen
+    _loss_tab_draws_whole_titles_and_shows_landscape_progress(page, tmp_path)
     page.close()
     assert not problems, "\n".join(problems)
 
 
 def test_a_deep_link_opens_the_same_view(browser, server, tmp_path):
-    page = browser.new_page(viewport={"width": 1400, "height": 1700})
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
     problems = watch(page)
     page.goto(server, wait_until="domcontentloaded")
     _wait_status(page, "demo 0..7: 16 pairs")
@@ -183,7 +186,7 @@ def test_a_deep_link_opens_the_same_view(browser, server, tmp_path):
     url = link.input_value()
     assert "start=3" in url and "mode=joint" in url and "pair=1" in url
 
-    other = browser.new_page(viewport={"width": 1400, "height": 1700})
+    other = browser.new_page(viewport={"width": 1400, "height": 1100})
     other_problems = watch(other)
     other.goto(url, wait_until="domcontentloaded")
     _wait_status(other, "demo 3..4: 4 pairs")
@@ -199,17 +202,13 @@ def test_a_deep_link_opens_the_same_view(browser, server, tmp_path):
     other.goto(server.rstrip("/") + "/?start=6&count=1&n_eig=8", wait_until="domcontentloaded")
     _wait_status(other, "demo 6..6: 2 pairs")
     assert other.locator("#el-count input").input_value() == "1"
-    other.screenshot(path=str(tmp_path / "7-new-link.png"), full_page=True)
+    other.screenshot(path=str(tmp_path / "7-new-link.png"))
     page.close()
     other.close()
     assert not problems + other_problems, "\n".join(problems + other_problems)
 
 
-def test_loss_tab_draws_whole_titles_and_shows_landscape_progress(browser, server, tmp_path):
-    page = browser.new_page(viewport={"width": 1400, "height": 1600})
-    problems = watch(page)
-    page.goto(server, wait_until="domcontentloaded")
-    _wait_status(page, "demo 0..7: 16 pairs")
+def _loss_tab_draws_whole_titles_and_shows_landscape_progress(page, tmp_path) -> None:
     page.get_by_role("tab", name="Loss surfaces").click()
     page.locator("#el-loss-update").click()
     page.locator(f"#el-loss-surface {PLOT} .gtitle").first.wait_for(timeout=TIMEOUT_MS)
@@ -223,9 +222,7 @@ def test_loss_tab_draws_whole_titles_and_shows_landscape_progress(browser, serve
                   + '#el-landscape .eta-bar, #el-landscape-note .progress-level, '
                   + '#el-landscape .progress-level')]
                   .some(e => e.getBoundingClientRect().height > 0)""", timeout=TIMEOUT_MS)
-    page.screenshot(path=str(tmp_path / "8-landscape-running.png"), full_page=True)
+    page.screenshot(path=str(tmp_path / "8-landscape-running.png"))
     page.locator(f"#el-landscape {PLOT} .gtitle").first.wait_for(timeout=TIMEOUT_MS)
     page.screenshot(path=str(tmp_path / "9-loss-tab.png"), full_page=True)
     _assert_nothing_cut_off(page)
-    page.close()
-    assert not problems, "\n".join(problems)
