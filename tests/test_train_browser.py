@@ -1,5 +1,5 @@
 """The Train tab in a real browser (Playwright driving /usr/bin/chromium, as test_browser.py): a
-20-step run's curves grow while it trains, it finishes, the model appears in the Explore model
+10-step run's curves grow while it trains, it finishes, the model appears in the Explore model
 picker, and "Compare with the base model" runs the Compare tab with both models. Screenshots
 go to the test's temp dir (set EL_SCREENSHOTS=DIR to keep them)."""
 
@@ -13,6 +13,8 @@ from browser_helpers import watch
 pytestmark = pytest.mark.slow
 
 PLOT = '[data-testid="plotly"]'
+# steps enough to see curves grow (>= 4 points drawn, then more) at 0.3 s a step
+STEPS = 10
 TIMEOUT_MS = int(os.environ.get("EL_TRAIN_TIMEOUT_MS", 120_000))
 
 
@@ -53,17 +55,17 @@ def _fill(page, elem_id: str, value) -> None:
 
 def test_a_run_draws_growing_curves_and_its_model_is_listed(browser, server, tmp_path):
     url = server[1]
-    page = browser.new_page(viewport={"width": 1400, "height": 1900})
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
     problems = watch(page)
     page.goto(url, wait_until="domcontentloaded")
     page.get_by_role("tab", name="Train").click()
     _fill(page, "el-train-name", "browser-run")
-    for elem_id, value in (("el-train-count", 32), ("el-train-steps", 20),
+    for elem_id, value in (("el-train-count", 32), ("el-train-steps", STEPS),
                            ("el-train-batch", 8), ("el-train-lr", 0.001),
                            ("el-train-warmup", 2)):
         _fill(page, elem_id, value)
     page.locator("#el-train-run").click()
-    page.screenshot(path=str(_shots(tmp_path) / "train-0-clicked.png"), full_page=True)
+    page.screenshot(path=str(_shots(tmp_path) / "train-0-clicked.png"))
     # the curves grow while it runs
     page.wait_for_function(
         "() => (document.querySelector('#el-train-note')?.innerText || '').includes('Training')",
@@ -72,14 +74,14 @@ def test_a_run_draws_growing_curves_and_its_model_is_listed(browser, server, tmp
         f"""() => document.querySelectorAll('#el-train-loss {PLOT} .scatterlayer .trace')[0]
                   ?.querySelectorAll('.point').length >= 4""", timeout=TIMEOUT_MS)
     first = _points(page, "el-train-loss")
-    page.screenshot(path=str(_shots(tmp_path) / "train-1-running.png"), full_page=True)
+    page.screenshot(path=str(_shots(tmp_path) / "train-1-running.png"))
     assert page.locator("#el-train-progress progress").count() == 1
     page.wait_for_function(
         "() => (document.querySelector('#el-train-note')?.innerText || '').includes('finished')",
         timeout=TIMEOUT_MS)
     page.locator("#el-train-compare").wait_for(timeout=TIMEOUT_MS)
-    assert _points(page, "el-train-loss") == 20 > first
-    assert _points(page, "el-train-val") == 2  # the base model (step 0) and step 20
+    assert _points(page, "el-train-loss") == STEPS > first
+    assert _points(page, "el-train-val") == 2  # the base model (step 0) and the last step
     page.screenshot(path=str(_shots(tmp_path) / "train-2-finished.png"), full_page=True)
 
     # the model is in the Explore model picker
@@ -96,7 +98,7 @@ def test_a_run_draws_growing_curves_and_its_model_is_listed(browser, server, tmp
         timeout=TIMEOUT_MS)
     note = page.locator("#el-compare-note").inner_text()
     assert "browser-run" in note, note
-    page.screenshot(path=str(_shots(tmp_path) / "train-3-compare.png"), full_page=True)
+    page.screenshot(path=str(_shots(tmp_path) / "train-3-compare.png"))
     assert not problems, problems
 
     # a link opens the Train tab with its configuration (the run is not started by it)
@@ -110,8 +112,8 @@ def test_a_run_draws_growing_curves_and_its_model_is_listed(browser, server, tmp
     # the reopened page shows the server's latest run: its curves, from its train.json
     page.wait_for_function(
         f"""() => document.querySelectorAll('#el-train-loss {PLOT} .scatterlayer .trace')[0]
-                  ?.querySelectorAll('.point').length === 20""", timeout=TIMEOUT_MS)
+                  ?.querySelectorAll('.point').length === {STEPS}""", timeout=TIMEOUT_MS)
     assert "browser-run" in page.locator("#el-train-note").inner_text()
-    page.screenshot(path=str(_shots(tmp_path) / "train-4-link.png"), full_page=True)
+    page.screenshot(path=str(_shots(tmp_path) / "train-4-link.png"))
     assert not problems, problems
     page.close()
