@@ -38,7 +38,7 @@ def _wait_plots(page, ids) -> None:
 def test_a_compare_link_opens_the_tab_and_draws_every_plot(browser, app_server, small,
                                                            tmp_path):
     url = app_server[1]
-    page = browser.new_page(viewport={"width": 1400, "height": 2200})
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
     problems = watch(page)
     page.goto(f"{url}?tab=compare&model_b={small}&start=3&count=2&eig=2&mode=joint",
               wait_until="domcontentloaded")
@@ -67,21 +67,21 @@ def test_a_compare_link_opens_the_tab_and_draws_every_plot(browser, app_server, 
             return t.length > 0 && t !== before;
         }""", arg=[f"#el-compare-words-a {PLOT} .ytick text", "|".join(before)],
         timeout=TIMEOUT_MS)
-    page.screenshot(path=str(_shots(tmp_path) / "compare-2-pair.png"), full_page=True)
+    page.screenshot(path=str(_shots(tmp_path) / "compare-2-pair.png"))
 
     # a bad layer: a message, the page stays
     page.locator("#el-compare-layer-b input").fill("99")
     page.locator("#el-compare-layer-b input").press("Tab")
     page.locator("#el-compare-run").click()
     page.get_by_text("Model b").first.wait_for(timeout=TIMEOUT_MS)
-    page.screenshot(path=str(_shots(tmp_path) / "compare-3-error.png"), full_page=True)
+    page.screenshot(path=str(_shots(tmp_path) / "compare-3-error.png"))
     page.close()
     assert not problems, "\n".join(problems)
 
 
 def test_a_flipped_benchmark_item_opens_in_the_compare_tab(browser, app_server, small,
                                                            tmp_path):
-    page = browser.new_page(viewport={"width": 1400, "height": 2000})
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
     problems = watch(page)
     page.goto(app_server[1], wait_until="domcontentloaded")
     page.wait_for_function(
@@ -98,7 +98,7 @@ def test_a_flipped_benchmark_item_opens_in_the_compare_tab(browser, app_server, 
     page.wait_for_function(
         "() => (document.querySelector('#el-bench-table')?.innerText || '').includes('paired')",
         timeout=TIMEOUT_MS)
-    page.screenshot(path=str(_shots(tmp_path) / "compare-4-bench.png"), full_page=True)
+    page.screenshot(path=str(_shots(tmp_path) / "compare-4-bench.png"))
     indices = cell(5).inner_text().strip()
     cell(3).click()
     # the Compare tab opens with the item and both models, and runs it
