@@ -51,8 +51,8 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = MATMUL_N,
     return round(2 * n**3 / seconds / 1e9, 1)
 
 
-def peaks(device: torch.device, dtypes) -> dict[str, float]:
-    return {dtype_name(dt): matmul_peak(dt, device) for dt in dtypes}
+def peaks(device: torch.device, dtypes, repeats: int = 5) -> dict[str, float]:
+    return {dtype_name(dt): matmul_peak(dt, device, repeats=repeats) for dt in dtypes}
 
 
 @torch.inference_mode()
@@ -120,13 +120,20 @@ def reduced_dtypes(device: torch.device) -> list[torch.dtype]:
     return [torch.float16, torch.bfloat16] if device.type == "cuda" else [torch.bfloat16]
 
 
-def dtype_comparison(examples, device: str | None, repeats: int, floor_fn) -> dict:
-    """float32 against each reduced dtype on the same slice, models already loaded."""
+def dtype_comparison(examples, device: str | None, repeats: int, floor_fn,
+                     loaded=None) -> dict:
+    """float32 against each reduced dtype on the same slice, models already loaded; `loaded`
+    (the run's model, if any) is used for its own dtype instead of loading it again."""
     from .perf import eigval_agreement, eigvec_agreement, word_level_matrix
 
-    lms = {"float32": load_model(demo_resolved(), device, "float32")}
+    def model(name: str):
+        if loaded is not None and dtype_name(loaded.dtype) == name:
+            return loaded
+        return load_model(demo_resolved(), device, name)
+
+    lms = {"float32": model("float32")}
     for dt in reduced_dtypes(lms["float32"].device):
-        lms[dtype_name(dt)] = load_model(demo_resolved(), device, dtype_name(dt))
+        lms[dtype_name(dt)] = model(dtype_name(dt))
     ncut_device = "cuda" if lms["float32"].device.type == "cuda" else "cpu"
     images, captions, _, _ = _unique_items(examples)
     batch_images, batch_captions = images[:32], captions[:64]
@@ -171,7 +178,7 @@ def _towers_beside_peaks(lms: dict, images, captions, repeats: int) -> tuple[dic
     peaks = {name: [] for name in lms}
     for _ in range(max(2, repeats)):
         for name, lm in lms.items():
-            peaks[name].append(matmul_peak(lm.dtype, lm.device, repeats=3))
+            peaks[name].append(matmul_peak(lm.dtype, lm.device, repeats=min(3, 1 + repeats)))
             towers[name].append(tower_seconds(lm, images, captions, repeats=1))
     best = {name: {k: min(t[k] for t in rows) for k in rows[0]} for name, rows in towers.items()}
     return best, {name: max(values) for name, values in peaks.items()}
