@@ -90,10 +90,10 @@ def test_readme_front_matter_for_spaces():
     assert meta["suggested_hardware"]
     # the two commands come first after it
     commands = [line for line in rest if line.strip()][:4]
+    tests = "python -m pytest -q -n 3 --dist loadgroup"
     assert commands == ["```bash", "pip install -r requirements.txt && python app.py",
-                        "pip install -r requirements-dev.txt && python -m pytest -q -n 3 --dist loadgroup", "```"]
-    # CI runs the README's test command
-    assert "python -m pytest -q -n 3 --dist loadgroup\n" in (ROOT / ".ci" / "run").read_text()
+                        f"pip install -r requirements-dev.txt && {tests}", "```"]
+    assert f"{tests}\n" in (ROOT / ".ci" / "run").read_text()  # CI runs the README's command
 
 
 @pytest.mark.slow
