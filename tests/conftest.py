@@ -109,10 +109,13 @@ def browser():
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist (`-n 3 --dist loadgroup`, the README's command) the browser tests run
     on one worker and the other tests of the shared app server on another, so each session
-    fixture starts at most twice and the long browser tests overlap everything else."""
+    fixture starts at most twice; every other module runs whole on one worker, so its module
+    fixtures are built once and no test depends on where its neighbours ran."""
     for item in items:
         used = set(getattr(item, "fixturenames", ()))
         if "browser" in used:
             item.add_marker(pytest.mark.xdist_group("browser"))
         elif "app_server" in used:
             item.add_marker(pytest.mark.xdist_group("app"))
+        else:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))

@@ -26,7 +26,7 @@ def _wait_text(page, selector: str, text: str) -> None:
 
 
 def test_items_view_opens_a_failure_on_explore(browser, app_server, tmp_path):
-    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
     problems = watch(page)
     page.goto(app_server[1], wait_until="domcontentloaded")
     _wait_text(page, "#el-status", "demo 0..7: 16 pairs")
@@ -49,7 +49,7 @@ def test_items_view_opens_a_failure_on_explore(browser, app_server, tmp_path):
     assert cell(0, 0).inner_text().strip() == "demo"
     assert "raw" in cell(0, 6).inner_text()  # the demo items carry the pointing game
     page.locator("#el-items").scroll_into_view_if_needed()
-    page.screenshot(path=str(tmp_path / "items-1-table.png"))  # the table, in view
+    page.screenshot(path=str(tmp_path / "items-1-table.png"), full_page=True)
 
     cell(0, 0).click()
     _wait_text(page, "#el-status", f"indices {index}")

@@ -169,7 +169,7 @@ def test_node_patch_map(runs, trees, mode):
         assert values[patch] == pytest.approx(expected)
 
 
-def test_cli_recursive_writes_the_tree(tiny_clip, runs, tmp_path, monkeypatch, capsys):
+def test_cli_recursive_writes_the_tree(tiny_clip, runs, trees, tmp_path, monkeypatch, capsys):
     from engineered_latents.__main__ import main
 
     monkeypatch.chdir(tmp_path)
