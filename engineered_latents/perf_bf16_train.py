@@ -26,31 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .perf_train import save_model  # the same random CLIP folders
+
 WARM = 2  # steps left out of the step-time medians
-
-
-def random_clip(kind: str, path: str) -> str:
-    """A CLIP folder with random seeded weights: `tiny` (2 layers, width 32, B/32's 7 x 7 grid)
-    or `b32` (CLIPConfig()'s defaults: ViT-B/32)."""
-    import torch
-    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
-
-    from .models import clip_tokenizer_from_vocab
-
-    if kind == "tiny":
-        small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                     num_attention_heads=2)
-        config = CLIPConfig(text_config=dict(small, max_position_embeddings=77),
-                            vision_config=dict(small, image_size=224, patch_size=32),
-                            projection_dim=16)
-    else:
-        config = CLIPConfig()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        CLIPModel(config).save_pretrained(path)
-    clip_tokenizer_from_vocab().save_pretrained(path)
-    CLIPImageProcessorPil().save_pretrained(path)
-    return path
 
 
 def run(model_dir: str, dtype: str, steps: int, batch_size: int, device: str | None,
@@ -156,7 +134,7 @@ def measure(device: str | None = None, tiny_steps: int = 30, b32_steps: int = 6,
             continue
         log(f"bf16 training figure, {kind}: float32 and bfloat16, {steps} steps each ...")
         with tempfile.TemporaryDirectory() as tmp:
-            model_dir = random_clip(kind, str(Path(tmp) / kind))
+            model_dir = save_model(kind, str(Path(tmp) / kind))
             figure = {"model": kind, **compare(model_dir, steps, batch_size, device,
                                                 workdir=tmp)}
             if bare_steps:
