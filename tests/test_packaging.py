@@ -97,16 +97,30 @@ def _clean_env(tmp_path: Path) -> dict:
     return env
 
 
+def _package_folder(bin_dir: Path, work: Path, env: dict) -> Path:
+    """Where the venv's `import engineered_latents` finds the package, run from `work`."""
+    where = subprocess.run([str(bin_dir / "python"), "-c",
+                            "import engineered_latents; print(engineered_latents.__file__)"],
+                           cwd=work, env=env, capture_output=True, text=True, timeout=120)
+    assert where.returncode == 0, where.stderr
+    return Path(where.stdout.strip()).parent
+
+
+def _script_refuses_a_missing_model(bin_dir: Path, work: Path, env: dict) -> None:
+    """The console script's exit status and message for a model folder that is not there."""
+    refused = subprocess.run([str(bin_dir / "engineered-latents"), "cuts", "--model",
+                              "/no/such/folder"], cwd=work, env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert refused.returncode == 2 and "error: Model directory" in refused.stderr
+
+
 def _run_from_elsewhere(bin_dir: Path, tmp_path: Path) -> Path:
     """`engineered-latents cuts --dataset demo --count 2` in an empty folder; returns where the
     installed package lives."""
     work = tmp_path / "elsewhere"
     work.mkdir()
     env = _clean_env(tmp_path)
-    where = subprocess.run([str(bin_dir / "python"), "-c",
-                            "import engineered_latents; print(engineered_latents.__file__)"],
-                           cwd=work, env=env, capture_output=True, text=True, timeout=120)
-    assert where.returncode == 0, where.stderr
+    package = _package_folder(bin_dir, work, env)
     done = subprocess.run([str(bin_dir / "engineered-latents"), "cuts", "--dataset", "demo",
                            "--count", "2", "--out", "out"],
                           cwd=work, env=env, capture_output=True, text=True, timeout=300)
@@ -115,11 +129,8 @@ def _run_from_elsewhere(bin_dir: Path, tmp_path: Path) -> Path:
     assert summary["n_pairs"] == 4 and summary["demo_weights"] is True  # the shipped toy model
     assert "toy model trained on synthetic shapes" in summary["warning"]
     assert (tmp_path / "cache").is_dir()  # EL_CACHE_DIR was used, not ./cache
-    refused = subprocess.run([str(bin_dir / "engineered-latents"), "cuts", "--model",
-                              "/no/such/folder"], cwd=work, env=env, capture_output=True,
-                             text=True, timeout=120)
-    assert refused.returncode == 2 and "error: Model directory" in refused.stderr
-    return Path(where.stdout.strip()).parent
+    _script_refuses_a_missing_model(bin_dir, work, env)
+    return package
 
 
 @pytest.mark.slow
@@ -158,12 +169,5 @@ def test_an_editable_install_runs_the_checkout(tmp_path):
     work = tmp_path / "elsewhere"
     work.mkdir()
     env = _clean_env(tmp_path)
-    where = subprocess.run([str(bin_dir / "python"), "-c",
-                            "import engineered_latents; print(engineered_latents.__file__)"],
-                           cwd=work, env=env, capture_output=True, text=True, timeout=120)
-    assert where.returncode == 0, where.stderr
-    assert Path(where.stdout.strip()).parent == source / "engineered_latents"
-    refused = subprocess.run([str(bin_dir / "engineered-latents"), "cuts", "--model",
-                              "/no/such/folder"], cwd=work, env=env, capture_output=True,
-                             text=True, timeout=120)
-    assert refused.returncode == 2 and "error: Model directory" in refused.stderr
+    assert _package_folder(bin_dir, work, env) == source / "engineered_latents"
+    _script_refuses_a_missing_model(bin_dir, work, env)
