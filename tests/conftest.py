@@ -106,6 +106,7 @@ def browser():
         launched.close()
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the groups into the node ids
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist (`-n 3 --dist loadgroup`, the README's command) the browser tests run
     on one worker and the other tests of the shared app server on another, so each session
