@@ -2,13 +2,15 @@
 
 For each architecture (the tiny 2-layer CLIP of the tests, and ViT-B/32 built from its config with
 random weights; no download), on the demo scenes:
-- the floor: a bare forward + contrastive loss + backward + AdamW step of one fixed, already
+- the floor: a bare forward + contrastive loss + backward + AdamW step (the loop's own
+  optimizer, `setup.build_optimizer`: fused on the CPU and CUDA) of one fixed, already
   collated batch (no data work, no logging, no validation), before and after the loop (median
   over both: the load of a shared machine drifts);
-- the loop: `fit` with the same batch size (data prepared in the background, tqdm, history,
-  validation every `val_every` steps and checkpoints every `checkpoint_every`), timed between
-  successive progress callbacks: the median step (steady state) and the mean step (everything,
-  the periodic validations and checkpoints included), each over the floor's median;
+- the loop: `fit` with the same batch size (data prepared in the background until cached,
+  tqdm, history, validation every `val_every` steps and checkpoints every
+  `checkpoint_every`), timed between successive progress callbacks: the median step (steady
+  state) and the mean step (everything, the periodic validations and checkpoints included),
+  each over the floor's median;
 - samples/s of both; memory: peak RSS growth during the run, the current RSS after the first
   epoch + `WARM` steps (by then the training Collate's pixel cache holds every scene) and at the
   end (growth over the run: a leak shows here), and on CUDA `torch.cuda.max_memory_allocated`.
@@ -74,12 +76,13 @@ def floor(model_dir: str, batch_size: int, steps: int, device: str | None) -> di
     from .finetune.data import Collate, DemoScenes
     from .finetune.losses import contrastive, row_normalize
     from .finetune.model import Encoder, load_base, param_groups
+    from .finetune.setup import build_optimizer
     from .models import pick_device
 
     dev = pick_device(device)
     _, clip, tokenizer, processor = load_base(model_dir)
     enc = Encoder(clip).to(dev)
-    optimizer = torch.optim.AdamW(param_groups(enc, 0.01), lr=1e-5)
+    optimizer = build_optimizer("adamw", param_groups(enc, 0.01), 1e-5, dev.type)  # the loop's
     pairs = DemoScenes("train", batch_size).pairs()
     batch = {k: v.to(dev) for k, v in
              Collate(pairs, processor, tokenizer)(list(range(batch_size))).items()}

@@ -2,6 +2,7 @@
 webdataset layout (every caption a pair; validation from test, first caption), upload folders with
 a held-out fraction, and the warning for training on a test split."""
 
+import copy
 import json
 
 import pytest
@@ -135,3 +136,29 @@ def test_validation_on_coco_test_while_training_on_demo(tmp_path, coco):
     train, val, _ = train_pairs(spec, Cache(str(tmp_path / "cache")))
     assert len(train) == 8 and len(val) == 4
     assert val.captions[1] == "caption 0 of image 1"  # the test split, first captions
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_batch_tokens_equal_the_tokenizers_own_padding_and_truncation(side):
+    """Collate tokenizes each caption once and pads a batch by hand: the same ids and mask as
+    `tokenizer(captions, padding=True, truncation=True)` (the oracle), a caption longer than the
+    77 positions and a pair repeated in the batch included."""
+    from PIL import Image
+
+    from engineered_latents.finetune.data import Collate, Pairs
+    from engineered_latents.models import clip_tokenizer_from_vocab
+
+    tokenizer = copy.deepcopy(clip_tokenizer_from_vocab())  # a shared, cached instance
+    tokenizer.padding_side = side
+    captions = ["a red cube left of a blue ball", "two dogs", "word " * 120,
+                "<b>émoji</b> 🐱 and more", ""]
+    pairs = Pairs(source=lambda key: Image.new("RGB", (8, 8)), captions=captions,
+                  image_of=list(range(len(captions))), identity="t")
+    collate = Collate(pairs, processor=None, tokenizer=tokenizer)
+    for rows in ([0, 1, 2, 3, 4], [1, 0, 1], [4], [3, 1]):
+        got = collate.tokens(rows)
+        want = tokenizer([captions[i] for i in rows], padding=True, truncation=True,
+                         return_tensors="pt")
+        assert got["input_ids"].tolist() == want["input_ids"].tolist(), (side, rows)
+        assert got["attention_mask"].tolist() == want["attention_mask"].tolist(), (side, rows)
+    assert collate.tokens([2])["input_ids"].shape == (1, 77)

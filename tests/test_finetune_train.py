@@ -284,6 +284,57 @@ def test_prune_keeps_the_last_and_the_best(tmp_path):
     assert [s for s, _ in ckpt.step_dirs(tmp_path)] == [2, 5, 6]
 
 
+@pytest.mark.parametrize("name, cls", [("adamw", torch.optim.AdamW), ("adam", torch.optim.Adam)])
+def test_fused_adam_on_the_cpu_takes_the_reference_update(tiny, name, cls):
+    """On the CPU Adam and AdamW run torch's fused kernel (setup.build_optimizer); three steps
+    on the same gradients match torch's plain for-loop implementation (the oracle)."""
+    from engineered_latents.finetune.model import load_base, param_groups
+    from engineered_latents.finetune.setup import make_optimizer
+
+    _, clip, _, _ = load_base(tiny)
+    _, ref_clip, _, _ = load_base(tiny)
+    opt = make_optimizer(TrainSpec(out="x", optimizer=name, weight_decay=0.2, lr=1e-3), clip,
+                         "cpu")
+    assert opt.defaults["fused"] is True
+    ref = cls(param_groups(ref_clip, 0.2), lr=1e-3, foreach=False, fused=False)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        for p, q in zip(clip.parameters(), ref_clip.parameters()):
+            p.grad = torch.randn(p.shape, generator=gen)
+            q.grad = p.grad.clone()
+        opt.step()
+        ref.step()
+    for (n, p), q in zip(clip.named_parameters(), ref_clip.parameters()):
+        assert torch.allclose(p, q, atol=1e-6, rtol=1e-5), n
+
+
+class _FloatGradients:  # what clip_gradients asks of the Accelerator with float32 gradients
+    def unscale_gradients(self):
+        pass
+
+
+@pytest.mark.parametrize("max_norm", [0.0, 0.05, 1.0, 1e6])
+def test_gradient_clipping_matches_torchs_clip_grad_norm(max_norm):
+    """loop.clip_gradients against torch.nn.utils.clip_grad_norm_ (the oracle): the same norm
+    before clipping and the same gradients after, clipped or not; 0 never clips."""
+    from engineered_latents.finetune.loop import clip_gradients
+
+    gen = torch.Generator().manual_seed(1)
+    grads = [torch.randn(s, generator=gen) * 0.1 for s in [(4, 3), (7,), (2, 2, 2)]]
+    ours = [torch.zeros(g.shape, requires_grad=True) for g in grads]
+    ref = [torch.zeros(g.shape, requires_grad=True) for g in grads]
+    for p, q, g in zip(ours, ref, grads):
+        p.grad, q.grad = g.clone(), g.clone()
+    norm = clip_gradients(_FloatGradients(), ours + [torch.zeros(3, requires_grad=True)],
+                          max_norm)
+    want = torch.nn.utils.clip_grad_norm_(ref, max_norm if max_norm > 0 else float("inf"))
+    assert norm == pytest.approx(float(want), rel=1e-6)
+    for p, q in zip(ours, ref):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-6, atol=0), max_norm
+    clipped = max_norm > 0 and max_norm < norm
+    assert clipped == (not torch.equal(ours[0].grad, grads[0]))
+
+
 def test_dataloader_workers_give_the_same_batches(tmp_path, tiny):
     thread = fit(_spec(tmp_path, tiny, "thread", steps=3, val_every=3), _quiet)
     workers = fit(_spec(tmp_path, tiny, "workers", steps=3, val_every=3, workers=2), _quiet)

@@ -28,6 +28,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..errors import UserError
@@ -285,7 +286,13 @@ class Collate:
                  cache_mb: float = PIXEL_CACHE_MB) -> None:
         self.pairs, self.processor, self.tokenizer = pairs, processor, tokenizer
         self._pixels: dict = {}
+        self._ids: dict[int, np.ndarray] = {}  # caption index -> its token ids (truncated)
         self._bytes, self._budget = 0, int(cache_mb * 2**20)
+
+    def cached(self, rows: list[int]) -> bool:
+        """Whether every image of `rows` has its pixels kept (the batch is then cheap: a stack
+        and the tokenizer)."""
+        return all(self.pairs.image_of[i] in self._pixels for i in rows)
 
     def pixels(self, rows: list[int]) -> torch.Tensor:
         keys = [self.pairs.image_of[i] for i in rows]
@@ -301,9 +308,25 @@ class Collate:
                     self._bytes += px.nbytes
         return torch.stack([self._pixels[k] if k in self._pixels else fresh[k] for k in keys])
 
+    def tokens(self, rows: list[int]) -> dict:
+        """input_ids and attention_mask of the rows' captions, as `tokenizer(captions,
+        padding=True, truncation=True)` gives them; each caption is tokenized once (a batch is
+        then padded by hand: ~0.1 ms against the tokenizer's ~2.5 ms for 32 captions)."""
+        missing = [i for i in dict.fromkeys(rows) if i not in self._ids]
+        if missing:
+            enc = self.tokenizer([self.pairs.captions[i] for i in missing], truncation=True)
+            self._ids.update((i, np.asarray(seq, dtype=np.int64))
+                             for i, seq in zip(missing, enc["input_ids"]))
+        seqs = [self._ids[i] for i in rows]
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        left = self.tokenizer.padding_side == "left"
+        for r, seq in enumerate(seqs):
+            span = slice(width - len(seq), width) if left else slice(0, len(seq))
+            ids[r, span] = torch.from_numpy(seq)
+            mask[r, span] = 1
+        return {"input_ids": ids, "attention_mask": mask}
+
     def __call__(self, rows: list[int]) -> dict:
-        pixels = self.pixels(rows)
-        enc = self.tokenizer([self.pairs.captions[i] for i in rows], padding=True,
-                             truncation=True, return_tensors="pt")
-        return {"pixel_values": pixels, "input_ids": enc["input_ids"],
-                "attention_mask": enc["attention_mask"]}
+        return {"pixel_values": self.pixels(rows), **self.tokens(rows)}

