@@ -17,7 +17,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-class _Ahead:
+class Ahead:
     """`prepare(item)` running in a thread that ends with it."""
 
     def __init__(self, prepare: Callable[[T], R], item: T) -> None:
@@ -31,6 +31,9 @@ class _Ahead:
             self._result = prepare(item)
         except BaseException as e:  # noqa: BLE001 (raised again in the caller, at this item)
             self._error = e
+
+    def wait(self) -> None:
+        self._thread.join()
 
     def result(self):
         self._thread.join()
@@ -51,7 +54,7 @@ def prefetched(items: Iterable[T], prepare: Callable[[T], R],
     cheap = cheap or (lambda item: False)
 
     def start(item: T):
-        return item, (None if cheap(item) else _Ahead(prepare, item))
+        return item, (None if cheap(item) else Ahead(prepare, item))
 
     pending = None
     try:
@@ -69,4 +72,4 @@ def prefetched(items: Iterable[T], prepare: Callable[[T], R],
             yield done, prepare(done) if ahead is None else ahead.result()
     finally:
         if pending is not None and pending[1] is not None:
-            pending[1]._thread.join()
+            pending[1].wait()

@@ -263,23 +263,29 @@ class _MicroBatches(torch.utils.data.Dataset):
 
 def _stream_batches(run: Run, first: int, last: int):
     """Streamed micro-batches: the stream is read in order; decoding and preprocessing run
-    ahead in one background thread (`--workers N`: N threads; `datasets` would split a stream
-    among DataLoader worker processes by itself, so processes are not used here)."""
+    ahead in one background thread (`--workers N`: N at once; `datasets` would split a stream
+    among DataLoader worker processes by itself, so processes are not used here). Each batch
+    has a thread of its own that ends with it (see `prefetch`: a pool thread left idle slows
+    the step's own threads)."""
     from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
+
+    from ..prefetch import Ahead
 
     acc = run.accelerator
     items = run.order.micro_batches(run.spec.batch_size // acc.num_processes, first,
                                     acc.process_index, acc.num_processes)
     depth = max(1, run.spec.workers)
-    with ThreadPoolExecutor(max_workers=depth, thread_name_prefix="stream") as pool:
-        pending: deque = deque()
+    pending: deque = deque()
+    try:
         for _ in range(first, last):
-            pending.append(pool.submit(run.collate, next(items)))
+            pending.append(Ahead(run.collate, next(items)))
             if len(pending) > depth:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+    finally:
+        for ahead in pending:
+            ahead.wait()
 
 
 def _batches(run: Run):
