@@ -44,6 +44,13 @@ def test_items_view_opens_a_failure_on_explore(browser, app_server, tmp_path):
     cell = lambda r, c: page.locator(f'#el-items-table [data-testid="cell-{r}-{c}"]')  # noqa
     cell(0, 0).wait_for(timeout=TIMEOUT_MS)
     verdicts = page.locator('#el-items-table [role="gridcell"][data-col="3"]')
+    # the grid fills its cells after it draws them: wait until none is blank (a loaded machine
+    # once read one before its text)
+    page.wait_for_function(
+        """() => { const c = [...document.querySelectorAll(
+              '#el-items-table [role="gridcell"][data-col="3"]')];
+              return c.length > 0 && c.every(e => e.innerText.trim() !== ''); }""",
+        timeout=TIMEOUT_MS)
     assert set(verdicts.all_inner_texts()) == {"no"}  # failures only
     index = cell(0, 1).inner_text().strip()
     assert cell(0, 0).inner_text().strip() == "demo"
