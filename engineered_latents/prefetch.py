@@ -56,20 +56,22 @@ def prefetched(items: Iterable[T], prepare: Callable[[T], R],
     def start(item: T):
         return item, (None if cheap(item) else Ahead(prepare, item))
 
+    def finish(started) -> tuple:
+        item, ahead = started
+        return item, prepare(item) if ahead is None else ahead.result()
+
     pending = None
     try:
         for item in items:
-            if pending is not None:
-                done, ahead = pending
-                result = prepare(done) if ahead is None else ahead.result()
+            if pending is None:
                 pending = start(item)
-                yield done, result
-            else:
-                pending = start(item)
+                continue
+            done = finish(pending)  # before `cheap` is asked of the next item
+            pending = start(item)
+            yield done
         if pending is not None:
-            done, ahead = pending
-            pending = None
-            yield done, prepare(done) if ahead is None else ahead.result()
+            done, pending = finish(pending), None
+            yield done
     finally:
         if pending is not None and pending[1] is not None:
             pending[1].wait()

@@ -291,7 +291,7 @@ class Collate:
 
     def cached(self, rows: list[int]) -> bool:
         """Whether every image of `rows` has its pixels kept (the batch is then cheap: a stack
-        and the tokenizer)."""
+        and padding)."""
         return all(self.pairs.image_of[i] in self._pixels for i in rows)
 
     def pixels(self, rows: list[int]) -> torch.Tensor:

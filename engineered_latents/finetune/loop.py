@@ -305,9 +305,8 @@ def _batches(run: Run):
     else:
         # once its images' pixels are kept, a batch is prepared in line (a thread would take a
         # core from the step; perf --train measures the difference)
-        batches = (b for _, b in prefetched(
-            range(first, last), lambda g: run.collate(local_rows(run, g)),
-            cheap=lambda g: run.collate.cached(local_rows(run, g))))
+        rows = (local_rows(run, g) for g in range(first, last))
+        batches = (b for _, b in prefetched(rows, run.collate, cheap=run.collate.cached))
     for batch in batches:
         yield {k: v.to(device) for k, v in batch.items()}
 
