@@ -43,22 +43,26 @@ class Ahead:
 
 
 def prefetched(items: Iterable[T], prepare: Callable[[T], R],
-               cheap: Callable[[T], bool] | None = None) -> Iterator[tuple[T, R]]:
+               cheap: Callable[[T], bool] | None = None,
+               inline: Callable[[T], R] | None = None) -> Iterator[tuple[T, R]]:
     """(item, prepare(item)) in order, preparing the next item in a background thread while the
     caller works on the current one. Exceptions surface in the caller, at the item that raised;
     a generator closed early waits for the item in preparation (nothing is left running).
 
     `cheap(item)` True (asked when the item before it has been prepared): that item is prepared
     in the caller's thread when its turn comes instead, so a thread does not take a core from
-    the caller's compute threads for work that is quick anyway."""
+    the caller's compute threads for work that is quick anyway. `inline(item)` (default
+    `prepare`) prepares such an item; it runs when the caller asks for that item, so after the
+    caller has moved on from the item before it (it may reuse that item's buffers)."""
     cheap = cheap or (lambda item: False)
+    inline = inline or prepare
 
     def start(item: T):
         return item, (None if cheap(item) else Ahead(prepare, item))
 
     def finish(started) -> tuple:
         item, ahead = started
-        return item, prepare(item) if ahead is None else ahead.result()
+        return item, inline(item) if ahead is None else ahead.result()
 
     pending = None
     try:

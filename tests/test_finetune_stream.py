@@ -146,3 +146,31 @@ def test_collate_keeps_each_images_pixels_and_gives_the_same_batches():
     assert torch.equal(again, plain.pixels([2, 3, 0, 1]))  # bit-identical to no cache
     assert torch.equal(first[3], first[0])
     assert plain._bytes == 0 and cached._bytes == 4 * 3 * 224 * 224 * 4
+
+
+def test_reusing_batches_share_one_buffer_and_equal_fresh_batches():
+    """Collate.reusing (the training loop's in-line batches) writes each batch's pixels into
+    the same buffer, and every batch equals the one `__call__` builds (the oracle) at the time
+    it is built; a new batch size gets a buffer of its own shape."""
+    import torch
+
+    from engineered_latents.finetune.data import Collate, DemoScenes
+    from engineered_latents.models import _image_processor, clip_tokenizer_from_vocab
+
+    pairs = DemoScenes("train", 6).pairs()
+    processor, tokenizer = _image_processor(None), clip_tokenizer_from_vocab()
+    collate, plain = Collate(pairs, processor, tokenizer), Collate(pairs, processor, tokenizer)
+    cold = collate.reusing([0, 1])  # nothing kept yet: a fresh batch
+    assert torch.equal(cold["pixel_values"], plain([0, 1])["pixel_values"])
+    collate.pixels([2, 3, 4, 5])
+    first = collate.reusing([0, 1, 2, 3])
+    kept = first["pixel_values"].clone()
+    second = collate.reusing([5, 4, 3, 2])
+    assert second["pixel_values"].data_ptr() == first["pixel_values"].data_ptr()
+    assert torch.equal(kept, plain([0, 1, 2, 3])["pixel_values"])
+    for rows, batch in (([5, 4, 3, 2], second), ([1, 0], collate.reusing([1, 0]))):
+        want = plain(rows)
+        assert batch.keys() == want.keys()
+        for key in want:
+            assert torch.equal(batch[key], want[key]), (rows, key)
+            assert batch[key].dtype == want[key].dtype, key

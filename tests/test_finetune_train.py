@@ -335,6 +335,18 @@ def test_gradient_clipping_matches_torchs_clip_grad_norm(max_norm):
     assert clipped == (not torch.equal(ours[0].grad, grads[0]))
 
 
+def test_reused_pixel_buffer_gives_the_history_of_fresh_batches(tmp_path, tiny, monkeypatch):
+    """The loop's in-line batches share one pixel buffer (Collate.reusing): over three epochs
+    (the later ones from kept pixels) the history equals that of fresh batches (Collate's
+    `__call__`), so no batch is overwritten while a step still uses it."""
+    from engineered_latents.finetune.data import Collate
+
+    reused = fit(_spec(tmp_path, tiny, "reused", count=16, steps=6, val_every=6), _quiet)
+    monkeypatch.setattr(Collate, "reusing", Collate.__call__)
+    fresh = fit(_spec(tmp_path, tiny, "fresh", count=16, steps=6, val_every=6), _quiet)
+    assert _curve(reused) == _curve(fresh)
+
+
 def test_dataloader_workers_give_the_same_batches(tmp_path, tiny):
     thread = fit(_spec(tmp_path, tiny, "thread", steps=3, val_every=3), _quiet)
     workers = fit(_spec(tmp_path, tiny, "workers", steps=3, val_every=3, workers=2), _quiet)

@@ -42,6 +42,26 @@ def test_cheap_items_are_prepared_in_the_callers_thread():
     assert where[1] is not threading.main_thread()
 
 
+def test_cheap_items_go_through_inline_once_the_caller_asks_for_them():
+    """`inline` prepares the cheap items (and only those), each after the caller has asked for
+    it, so after the caller is done with the item before (what lets Collate.reusing overwrite
+    that item's buffer)."""
+    events = []
+
+    def inline(i):
+        events.append(("inline", i))
+        return -i
+
+    gen = prefetched(range(4), lambda i: i, cheap=lambda i: i % 2 == 1, inline=inline)
+    got = []
+    for item, result in gen:
+        got.append(result)
+        events.append(("done", item))
+    assert got == [0, -1, 2, -3]
+    for i in (1, 3):
+        assert events.index(("inline", i)) > events.index(("done", i - 1))
+
+
 def test_an_error_surfaces_at_its_item_in_the_caller():
     def prepare(i):
         if i == 3:

@@ -288,13 +288,14 @@ class Collate:
         self._pixels: dict = {}
         self._ids: dict[int, np.ndarray] = {}  # caption index -> its token ids (truncated)
         self._bytes, self._budget = 0, int(cache_mb * 2**20)
+        self._buffer: torch.Tensor | None = None  # the pixels of the last `reusing` batch
 
     def cached(self, rows: list[int]) -> bool:
         """Whether every image of `rows` has its pixels kept (the batch is then cheap: a stack
         and padding)."""
         return all(self.pairs.image_of[i] in self._pixels for i in rows)
 
-    def pixels(self, rows: list[int]) -> torch.Tensor:
+    def pixels(self, rows: list[int], out: torch.Tensor | None = None) -> torch.Tensor:
         keys = [self.pairs.image_of[i] for i in rows]
         missing = list(dict.fromkeys(k for k in keys if k not in self._pixels))
         fresh = {}
@@ -306,7 +307,8 @@ class Collate:
                 if self._bytes + px.nbytes <= self._budget:
                     self._pixels[key] = px.clone()  # not a view of the whole batch
                     self._bytes += px.nbytes
-        return torch.stack([self._pixels[k] if k in self._pixels else fresh[k] for k in keys])
+        return torch.stack([self._pixels[k] if k in self._pixels else fresh[k] for k in keys],
+                           out=out)
 
     def tokens(self, rows: list[int]) -> dict:
         """input_ids and attention_mask of the rows' captions, as `tokenizer(captions,
@@ -319,14 +321,29 @@ class Collate:
                              for i, seq in zip(missing, enc["input_ids"]))
         seqs = [self._ids[i] for i in rows]
         width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        ids = np.full((len(seqs), width), self.tokenizer.pad_token_id, dtype=np.int64)
+        mask = np.zeros((len(seqs), width), dtype=np.int64)
         left = self.tokenizer.padding_side == "left"
-        for r, seq in enumerate(seqs):
+        for r, seq in enumerate(seqs):  # numpy: a row costs ~1 us here, ~10 us in torch
             span = slice(width - len(seq), width) if left else slice(0, len(seq))
-            ids[r, span] = torch.from_numpy(seq)
+            ids[r, span] = seq
             mask[r, span] = 1
-        return {"input_ids": ids, "attention_mask": mask}
+        return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
 
     def __call__(self, rows: list[int]) -> dict:
         return {"pixel_values": self.pixels(rows), **self.tokens(rows)}
+
+    def reusing(self, rows: list[int]) -> dict:
+        """As `__call__`, but the pixels are written into one buffer this Collate keeps,
+        overwriting the previous `reusing` batch: only for a caller that is done with that
+        batch (the training loop's in-line batches: a step's pixels are no longer needed once
+        its backward pass has run). It spares allocating (and faulting in) a fresh 19 MB batch
+        per step, and the buffer stays in the CPU's cache."""
+        first = self._pixels.get(self.pairs.image_of[rows[0]]) if rows else None
+        out = None
+        if first is not None:
+            shape = (len(rows), *first.shape)
+            if self._buffer is None or self._buffer.shape != shape:
+                self._buffer = torch.empty(shape, dtype=first.dtype)
+            out = self._buffer
+        return {"pixel_values": self.pixels(rows, out=out), **self.tokens(rows)}

@@ -304,9 +304,11 @@ def _batches(run: Run):
             num_workers=run.spec.workers, prefetch_factor=2, persistent_workers=False)
     else:
         # once its images' pixels are kept, a batch is prepared in line (a thread would take a
-        # core from the step; perf --train measures the difference)
+        # core from the step; perf --train measures the difference), into the Collate's one
+        # pixel buffer: the step before is done with it (its backward pass has run)
         rows = (local_rows(run, g) for g in range(first, last))
-        batches = (b for _, b in prefetched(rows, run.collate, cheap=run.collate.cached))
+        batches = (b for _, b in prefetched(rows, run.collate, cheap=run.collate.cached,
+                                            inline=run.collate.reusing))
     for batch in batches:
         yield {k: v.to(device) for k, v in batch.items()}
 
@@ -364,8 +366,9 @@ def _steps(run: Run, bar, interrupt: _Interrupt, on_step, progress=None) -> None
         state.history.append(entry)
         run.tracker.log(entry, step + 1)
         bar.update(1)
-        bar.set_postfix(loss=f"{entry['loss']:.4f}", lr=f"{entry['lr']:.2e}",
-                        samples_s=f"{samples / max(time.perf_counter() - t0, 1e-9):.1f}")
+        bar.set_postfix(loss=f"{entry['loss']:.4f}", lr=f"{entry['lr']:.2e}",  # shown at
+                        samples_s=f"{samples / max(time.perf_counter() - t0, 1e-9):.1f}",
+                        refresh=False)  # the bar's next refresh (at most 10 a second)
         done, best, val = step + 1, False, None
         if done % spec.val_every == 0 or done == run.total_steps:
             val = validate(run, done)
