@@ -139,11 +139,15 @@ def _local_graph_loss(run: Run, img, txt, scale, nodes) -> tuple[torch.Tensor, d
     return total, {t.name: values[t.name] for t in run.terms}
 
 
-def local_rows(run: Run, g: int) -> list[int]:
-    rows = run.order.rows(g)
-    per = len(rows) // run.accelerator.num_processes
-    rank = run.accelerator.process_index
+def rank_share(rows: list[int], rank: int, world: int) -> list[int]:
+    """Process `rank`'s equal share of a batch's rows (of `world` processes)."""
+    per = len(rows) // world
     return rows[rank * per:(rank + 1) * per]
+
+
+def local_rows(run: Run, g: int) -> list[int]:
+    return rank_share(run.order.rows(g), run.accelerator.process_index,
+                      run.accelerator.num_processes)
 
 
 def _check_finite(run: Run, loss: torch.Tensor, step: int) -> None:
@@ -250,15 +254,14 @@ class _MicroBatches(torch.utils.data.Dataset):
 
     def __init__(self, run: Run, first: int, last: int) -> None:
         self.collate, self.order = run.collate, run.order
-        self.per = run.spec.batch_size // run.accelerator.num_processes
-        self.rank, self.first, self.n = run.accelerator.process_index, first, last - first
+        self.rank, self.world = run.accelerator.process_index, run.accelerator.num_processes
+        self.first, self.n = first, last - first
 
     def __len__(self) -> int:
         return self.n
 
     def __getitem__(self, i: int) -> dict:
-        rows = self.order.rows(self.first + i)
-        return self.collate(rows[self.rank * self.per:(self.rank + 1) * self.per])
+        return self.collate(rank_share(self.order.rows(self.first + i), self.rank, self.world))
 
 
 def _stream_batches(run: Run, first: int, last: int):
