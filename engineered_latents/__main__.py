@@ -351,6 +351,9 @@ def _perf_parser(sub) -> None:
                    help="--train: steps of the tiny model")
     p.add_argument("--b32-steps", type=argtypes.int_range(0, 10_000), default=6,
                    help="--train: steps of the B/32 architecture (0: skip it)")
+    p.add_argument("--train-repeats", type=argtypes.int_range(1, 100), default=3,
+                   help="--train: measure the tiny model this many times (the median repeat "
+                   "is reported, every repeat's ratio beside it)")
 
 
 def cmd_perf(args) -> int:
@@ -363,7 +366,8 @@ def cmd_perf(args) -> int:
         from . import perf_train
 
         report = perf_train.measure(args.device, args.train_steps, args.b32_steps,
-                                    log=lambda msg: print(msg, file=sys.stderr, flush=True))
+                                    log=lambda msg: print(msg, file=sys.stderr, flush=True),
+                                    tiny_repeats=args.train_repeats)
         print(perf_train.table(report))
         if args.json:
             write_result(args.json, perf.json_text(report), "the measurements")

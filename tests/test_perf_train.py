@@ -34,14 +34,36 @@ def test_perf_train_command_writes_every_figure(tmp_path, monkeypatch, capsys):
               "floor": {"step_s": 0.1}, "loop": {"steps": 7, "step_s": 0.11,
                                                  "rss_growth_mb": 0.5, "peak_rss_growth_mb": 3}}
 
-    def measure(device, tiny_steps, b32_steps, log):
-        seen.update(device=device, tiny=tiny_steps, b32=b32_steps)
+    def measure(device, tiny_steps, b32_steps, log, tiny_repeats):
+        seen.update(device=device, tiny=tiny_steps, b32=b32_steps, repeats=tiny_repeats)
         return {"device": "cpu", "threads": 2, "models": [figure]}
 
     monkeypatch.setattr(perf_train, "measure", measure)
     out = tmp_path / "train.json"
     assert main(["perf", "--train", "--train-steps", "7", "--b32-steps", "0", "--device", "cpu",
-                 "--json", str(out)]) == 0
-    assert seen == {"device": "cpu", "tiny": 7, "b32": 0}
+                 "--train-repeats", "5", "--json", str(out)]) == 0
+    assert seen == {"device": "cpu", "tiny": 7, "b32": 0, "repeats": 5}
     assert json.loads(out.read_text())["models"] == [figure]
     assert "1.10" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("ratios, median",
+                         [([1.3, 1.1, 1.2], 1.2), ([1.3, 1.1], 1.1), ([1.5], 1.5)])
+def test_repeated_figure_is_the_median_repeat_with_every_ratio(monkeypatch, ratios, median):
+    """measure_repeated reports the repeat in the middle by loop / floor (the lower of two
+    middles) and lists every repeat's ratios in the order they ran, on one saved model."""
+    models, calls = [], iter(ratios)
+
+    def measure_one(kind, batch_size, steps, device, log, model_dir, **kw):
+        models.append(model_dir)
+        r = next(calls)
+        return {"model": kind, "loop_over_floor": r, "cpu_loop_over_floor": r - 0.05,
+                "floor": {"step_s": 0.02}, "loop": {"step_s": 0.02 * r}}
+
+    monkeypatch.setattr(perf_train, "save_model", lambda kind, path: path)
+    monkeypatch.setattr(perf_train, "measure_one", measure_one)
+    figure = perf_train.measure_repeated("tiny", 32, 10, len(ratios), "cpu", log=print)
+    assert figure["loop_over_floor"] == median
+    assert [r["loop_over_floor"] for r in figure["repeats"]] == ratios
+    assert figure["repeats"][0]["loop_s"] == pytest.approx(0.02 * ratios[0])
+    assert len(set(models)) == 1  # one model for every repeat
