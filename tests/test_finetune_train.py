@@ -308,31 +308,61 @@ def test_fused_adam_on_the_cpu_takes_the_reference_update(tiny, name, cls):
         assert torch.allclose(p, q, atol=1e-6, rtol=1e-5), n
 
 
-class _FloatGradients:  # what clip_gradients asks of the Accelerator with float32 gradients
+class _FloatGradients:  # what clipped_step asks of the Accelerator with float32 gradients
+    scaler = None
+
     def unscale_gradients(self):
         pass
 
 
+_OPTIMIZERS = {"fused adamw": lambda ps: torch.optim.AdamW(ps, lr=0.1, fused=True),
+               "for-loop adamw": lambda ps: torch.optim.AdamW(ps, lr=0.1, foreach=False),
+               "sgd": lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9)}
+
+
+@pytest.mark.parametrize("optimizer", sorted(_OPTIMIZERS))
 @pytest.mark.parametrize("max_norm", [0.0, 0.05, 1.0, 1e6])
-def test_gradient_clipping_matches_torchs_clip_grad_norm(max_norm):
-    """loop.clip_gradients against torch.nn.utils.clip_grad_norm_ (the oracle): the same norm
-    before clipping and the same gradients after, clipped or not; 0 never clips."""
-    from engineered_latents.finetune.loop import clip_gradients
+def test_clipped_step_matches_torchs_clip_grad_norm_then_step(max_norm, optimizer):
+    """loop.clipped_step against torch.nn.utils.clip_grad_norm_ + step() (the oracle): the same
+    norm before clipping and the same weights after, clipped or not (0 never clips); a fused
+    optimizer clips inside its kernel, and the plain step after it is not scaled by that."""
+    from engineered_latents.finetune.loop import clipped_step
 
     gen = torch.Generator().manual_seed(1)
-    grads = [torch.randn(s, generator=gen) * 0.1 for s in [(4, 3), (7,), (2, 2, 2)]]
-    ours = [torch.zeros(g.shape, requires_grad=True) for g in grads]
-    ref = [torch.zeros(g.shape, requires_grad=True) for g in grads]
-    for p, q, g in zip(ours, ref, grads):
-        p.grad, q.grad = g.clone(), g.clone()
-    norm = clip_gradients(_FloatGradients(), ours + [torch.zeros(3, requires_grad=True)],
-                          max_norm)
-    want = torch.nn.utils.clip_grad_norm_(ref, max_norm if max_norm > 0 else float("inf"))
-    assert norm == pytest.approx(float(want), rel=1e-6)
-    for p, q in zip(ours, ref):
-        assert torch.allclose(p.grad, q.grad, rtol=1e-6, atol=0), max_norm
-    clipped = max_norm > 0 and max_norm < norm
-    assert clipped == (not torch.equal(ours[0].grad, grads[0]))
+    start = [torch.randn(s, generator=gen) for s in [(4, 3), (7,), (2, 2, 2)]]
+    ours = [w.clone().requires_grad_() for w in start]
+    ref = [w.clone().requires_grad_() for w in start]
+    opt, ref_opt = _OPTIMIZERS[optimizer](ours), _OPTIMIZERS[optimizer](ref)
+    for _ in range(2):  # a step clipped at max_norm, then one never clipped
+        for p, q in zip(ours, ref):
+            p.grad = torch.randn(p.shape, generator=gen) * 0.1
+            q.grad = p.grad.clone()
+        norm = clipped_step(_FloatGradients(), opt, ours, max_norm)
+        want = torch.nn.utils.clip_grad_norm_(ref, max_norm if max_norm > 0 else float("inf"))
+        ref_opt.step()
+        assert norm == pytest.approx(float(want), rel=1e-6)
+        for p, q in zip(ours, ref):
+            assert torch.allclose(p, q, rtol=1e-6, atol=1e-7), (max_norm, optimizer)
+        assert getattr(opt, "grad_scale", None) is None
+        max_norm = 0.0
+    assert all(not torch.equal(p, w) for p, w in zip(ours, start))
+
+
+def test_clipping_in_the_fused_kernel_changes_the_weights():
+    """Adam ignores one scale common to every step, so two steps whose gradients have norms
+    2.2 and 224, both clipped to 1, must end elsewhere than unclipped (the oracle test above
+    would also pass if neither side clipped)."""
+    from engineered_latents.finetune.loop import clipped_step
+
+    def run(max_norm):
+        w = torch.zeros(5, requires_grad=True)
+        opt = torch.optim.AdamW([w], lr=0.1, fused=True, weight_decay=0.0)
+        for g in (torch.ones(5), torch.full((5,), 100.0)):
+            w.grad = g.clone()
+            clipped_step(_FloatGradients(), opt, [w], max_norm)
+        return w.detach()
+
+    assert not torch.allclose(run(0.0), run(1.0))
 
 
 def test_reused_pixel_buffer_gives_the_history_of_fresh_batches(tmp_path, tiny, monkeypatch):
