@@ -185,13 +185,17 @@ def measure_repeated(kind: str, batch_size: int, steps: int, repeats: int,
                      **kw) -> dict:
     """`measure_one` `repeats` times on one saved model, in this process: the figure of the
     median repeat (by loop / floor; with an even count the lower middle), with every repeat's
-    ratios under `repeats` (a shared machine's spread shows there)."""
+    ratios under `repeats` (a shared machine's spread shows there), and the largest peak RSS
+    growth of any repeat (the first's: the process's peak only grows)."""
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = save_model(kind, str(Path(tmp) / kind))
         figures = [measure_one(kind, batch_size, steps, device, log=log, model_dir=model_dir,
                                **kw) for _ in range(repeats)]
     ranked = sorted(figures, key=lambda f: f["loop_over_floor"])
     figure = dict(ranked[(len(ranked) - 1) // 2])
+    # the process's peak RSS only grows: a later repeat's own peak growth reads ~0
+    figure["loop"] = {**figure["loop"], "peak_rss_growth_mb": max(
+        f["loop"]["peak_rss_growth_mb"] for f in figures)}
     figure["repeats"] = [{"floor_s": f["floor"]["step_s"], "loop_s": f["loop"]["step_s"],
                           "loop_over_floor": f["loop_over_floor"],
                           "cpu_loop_over_floor": f["cpu_loop_over_floor"]} for f in figures]

@@ -58,7 +58,8 @@ def test_repeated_figure_is_the_median_repeat_with_every_ratio(monkeypatch, rati
         models.append(model_dir)
         r = next(calls)
         return {"model": kind, "loop_over_floor": r, "cpu_loop_over_floor": r - 0.05,
-                "floor": {"step_s": 0.02}, "loop": {"step_s": 0.02 * r}}
+                "floor": {"step_s": 0.02},
+                "loop": {"step_s": 0.02 * r, "peak_rss_growth_mb": 100.0 if r == ratios[0] else 0}}
 
     monkeypatch.setattr(perf_train, "save_model", lambda kind, path: path)
     monkeypatch.setattr(perf_train, "measure_one", measure_one)
@@ -67,3 +68,4 @@ def test_repeated_figure_is_the_median_repeat_with_every_ratio(monkeypatch, rati
     assert [r["loop_over_floor"] for r in figure["repeats"]] == ratios
     assert figure["repeats"][0]["loop_s"] == pytest.approx(0.02 * ratios[0])
     assert len(set(models)) == 1  # one model for every repeat
+    assert figure["loop"]["peak_rss_growth_mb"] == 100.0  # the first repeat's, whichever is shown
