@@ -383,9 +383,10 @@ def _steps(run: Run, bar, interrupt: _Interrupt, on_step, progress=None) -> None
         state.history.append(entry)
         run.tracker.log(entry, step + 1)
         bar.update(1)
-        bar.set_postfix(loss=f"{entry['loss']:.4f}", lr=f"{entry['lr']:.2e}",  # shown at
+        # the postfix shows at the bar's own next refresh (at most 10 a second), not every step
+        bar.set_postfix(loss=f"{entry['loss']:.4f}", lr=f"{entry['lr']:.2e}",
                         samples_s=f"{samples / max(time.perf_counter() - t0, 1e-9):.1f}",
-                        refresh=False)  # the bar's next refresh (at most 10 a second)
+                        refresh=False)
         done, best, val = step + 1, False, None
         if done % spec.val_every == 0 or done == run.total_steps:
             val = validate(run, done)
