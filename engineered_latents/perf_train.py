@@ -159,17 +159,15 @@ def loop(model_dir: str, batch_size: int, steps: int, device: str | None,
 
 def measure_one(kind: str, batch_size: int, steps: int, device: str | None = None,
                 val_every: int = 50, checkpoint_every: int = 100,
-                log: Callable[[str], None] = print, model_dir: str | None = None) -> dict:
-    """One architecture's figure; `model_dir`: a saved model of that kind (else built)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        model_dir = model_dir or save_model(kind, str(Path(tmp) / kind))
-        n = min(steps, 50)
-        log(f"train figure, {kind}: floor ({n} bare steps, batch {batch_size}) ...")
-        before = floor(model_dir, batch_size, n, device)
-        log(f"train figure, {kind}: the loop ({steps} steps) ...")
-        run = loop(model_dir, batch_size, steps, device, val_every, checkpoint_every)
-        log(f"train figure, {kind}: floor again ({n} bare steps) ...")
-        base = _floor_figure([before, floor(model_dir, batch_size, n, device)])
+                log: Callable[[str], None] = print, *, model_dir: str) -> dict:
+    """One architecture's figure on `model_dir`, a saved model of that kind (`save_model`)."""
+    n = min(steps, 50)
+    log(f"train figure, {kind}: floor ({n} bare steps, batch {batch_size}) ...")
+    before = floor(model_dir, batch_size, n, device)
+    log(f"train figure, {kind}: the loop ({steps} steps) ...")
+    run = loop(model_dir, batch_size, steps, device, val_every, checkpoint_every)
+    log(f"train figure, {kind}: floor again ({n} bare steps) ...")
+    base = _floor_figure([before, floor(model_dir, batch_size, n, device)])
     figure = {"model": kind, "batch_size": batch_size, "floor": base, "loop": run,
               "loop_over_floor": round(run["step_s"] / base["step_s"], 3),
               "cpu_loop_over_floor": round(run["cpu_step_s"] / base["cpu_step_s"], 3),
